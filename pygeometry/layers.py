@@ -1,0 +1,270 @@
+"""Caffe Python layers for differentiable multi-view geometry (thin wrappers around pygeometry.kernels).
+
+Use in a prototxt (or with pygeometry.netspec, which writes this for you):
+
+    layer { name: "warp" type: "Python" bottom: "src" bottom: "coords" top: "warped" top: "valid"
+            python_param { module: "pygeometry.layers" layer: "BilinearWarp"
+                           param_str: '{"padding": "zeros"}' } }
+
+Blob contract (DESIGN.md):
+    SE3Generator       xi (N,6)                                 -> T (N,4,4)
+    Transform3DGrid    depth (N,1,H,W), T (N,4,4) [, K (N,4)]   -> points (N,3,H,W)
+    PinholeProjection  points (N,3,H,W) [, K (N,4)]             -> coords|flow (N,2,H,W) [, valid (N,1,H,W)]
+    BilinearWarp       image (N,C,Hs,Ws), coords|flow (N,2,H,W) -> warped (N,C,H,W) [, valid (N,1,H,W)]
+    PhotometricLoss    warped (N,C,H,W), target (N,C,H,W) [, mask (N,1,H,W)] -> loss (scalar)
+
+Every layer checks its bottom count and shapes at setup/reshape, and NaN/inf in its bottoms (and top diffs)
+at forward/backward, raising ParamError (a ValueError) that names the layer and the problem. K bottoms get
+no gradient; PhotometricLoss's mask gets none either.
+"""
+from __future__ import annotations
+
+import caffe
+import numpy as np
+
+from . import config as cfg
+from .config import ParamError
+from .kernels import bilinear, photometric, projection, se3, transform_grid
+
+
+class _Layer(caffe.Layer):
+    """Shared checks. Subclasses set CONFIG, BOTTOMS (min, max) and TOPS (min, max)."""
+
+    CONFIG = None
+    BOTTOMS = (1, 1)
+    TOPS = (1, 1)
+
+    @property
+    def kind(self):
+        return type(self).__name__
+
+    def setup(self, bottom, top):
+        self.config = cfg.parse_param_str(self.kind, self.param_str, self.CONFIG)
+        for what, blobs, (lo, hi) in (("bottom", bottom, self.BOTTOMS), ("top", top, self.TOPS)):
+            if not lo <= len(blobs) <= hi:
+                expected = str(lo) if lo == hi else f"{lo} to {hi}"
+                raise ParamError(f"{self.kind}: expected {expected} {what} blobs, got {len(blobs)}")
+        self.check_setup(bottom, top)
+
+    def check_setup(self, bottom, top):
+        pass
+
+    def fail(self, message):
+        raise ParamError(f"{self.kind}: {message}")
+
+    def expect_shape(self, name, shape, expected):
+        """expected: tuple of ints or None (any)."""
+        if len(shape) != len(expected) or any(e is not None and s != e for s, e in zip(shape, expected)):
+            pretty = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+            self.fail(f"bottom '{name}' must have shape {pretty}, got {tuple(shape)}")
+
+    def check_finite(self, name, array):
+        if not np.isfinite(array.sum()):  # one cheap pass; find the culprits only when something is off
+            bad = int(np.count_nonzero(~np.isfinite(array)))
+            if bad:
+                self.fail(f"{name} contains {bad} NaN/inf value(s)")
+
+    def intrinsics(self, bottom, index, n):
+        """K (n, 4) from the optional bottom `index`, else from param_str."""
+        if len(bottom) > index:
+            K = bottom[index].data
+            self.check_finite("bottom 'K'", K)
+            if np.any(K[:, :2] <= 0):
+                self.fail("bottom 'K' needs focal lengths fx > 0 and fy > 0 in every row [fx, fy, cx, cy]")
+            return K
+        return np.asarray(self.config.K, dtype=np.float32)
+
+    def check_K_bottom_shape(self, bottom, index, n):
+        if len(bottom) > index:
+            self.expect_shape("K", bottom[index].data.shape, (n, 4))
+        elif self.config.K is None:
+            self.fail("needs intrinsics: param_str {\"K\": [fx, fy, cx, cy]} or a K bottom of shape (N, 4)")
+
+
+class SE3Generator(_Layer):
+    """xi (N, 6) = [tx, ty, tz, wx, wy, wz] -> T (N, 4, 4); see pygeometry.kernels.se3.
+
+    param_str: {"translation": "direct" | "se3_exp"} (default "direct").
+    """
+
+    CONFIG = cfg.SE3GeneratorConfig
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].data.shape
+        if len(shape) != 2 or shape[1] != 6:
+            self.fail(f"bottom 'xi' must have shape (N, 6), got {tuple(shape)}")
+        top[0].reshape(shape[0], 4, 4)
+
+    def forward(self, bottom, top):
+        self.check_finite("bottom 'xi'", bottom[0].data)
+        top[0].data[...] = se3.se3_forward(bottom[0].data, self.config.translation)
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self.check_finite("top diff 'T'", top[0].diff)
+            bottom[0].diff[...] = se3.se3_backward(bottom[0].data, top[0].diff, self.config.translation)
+
+
+class Transform3DGrid(_Layer):
+    """depth (N, 1, H, W), src_T_tgt (N, 4, 4) [, K (N, 4)] -> points_src (N, 3, H, W).
+
+    K is the target camera's (param_str {"K": [fx, fy, cx, cy]} or the third bottom). Depth <= 0 is invalid
+    and gives the point (0, 0, 0); see pygeometry.kernels.transform_grid.
+    """
+
+    CONFIG = cfg.Transform3DGridConfig
+    BOTTOMS = (2, 3)
+
+    def reshape(self, bottom, top):
+        d = bottom[0].data.shape
+        if len(d) != 4 or d[1] != 1:
+            self.fail(f"bottom 'depth' must have shape (N, 1, H, W), got {tuple(d)}")
+        self.expect_shape("src_T_tgt", bottom[1].data.shape, (d[0], 4, 4))
+        self.check_K_bottom_shape(bottom, 2, d[0])
+        top[0].reshape(d[0], 3, d[2], d[3])
+
+    def forward(self, bottom, top):
+        self.check_finite("bottom 'depth'", bottom[0].data)
+        self.check_finite("bottom 'src_T_tgt'", bottom[1].data)
+        K = self.intrinsics(bottom, 2, bottom[0].data.shape[0])
+        transform_grid.transform_grid_forward(bottom[0].data, bottom[1].data, K, out=top[0].data)
+
+    def backward(self, top, propagate_down, bottom):
+        need_depth, need_T = bool(propagate_down[0]), bool(propagate_down[1])
+        if not (need_depth or need_T):
+            return
+        self.check_finite("top diff 'points'", top[0].diff)
+        K = self.intrinsics(bottom, 2, bottom[0].data.shape[0])
+        _, grad_T = transform_grid.transform_grid_backward(
+            bottom[0].data, bottom[1].data, K, top[0].diff, need_depth=need_depth, need_T=need_T,
+            grad_depth=bottom[0].diff if need_depth else None)
+        if need_T:
+            bottom[1].diff[...] = grad_T
+
+
+class PinholeProjection(_Layer):
+    """points (N, 3, H, W) [, K (N, 4)] -> coords or flow (N, 2, H, W) [, valid (N, 1, H, W)].
+
+    K is the source camera's. param_str: {"K": [...], "output": "coords" | "flow", "eps": 1e-3}.
+    Points with z <= eps are invalid (valid 0, coordinates INVALID_COORD = -1e6, zero gradient); see
+    pygeometry.kernels.projection.
+    """
+
+    CONFIG = cfg.PinholeProjectionConfig
+    BOTTOMS = (1, 2)
+    TOPS = (1, 2)
+
+    def reshape(self, bottom, top):
+        p = bottom[0].data.shape
+        if len(p) != 4 or p[1] != 3:
+            self.fail(f"bottom 'points' must have shape (N, 3, H, W), got {tuple(p)}")
+        self.check_K_bottom_shape(bottom, 1, p[0])
+        top[0].reshape(p[0], 2, p[2], p[3])
+        if len(top) > 1:
+            top[1].reshape(p[0], 1, p[2], p[3])
+        else:
+            self._valid = np.empty((p[0], 1, p[2], p[3]), dtype=np.float32)
+
+    def forward(self, bottom, top):
+        self.check_finite("bottom 'points'", bottom[0].data)
+        K = self.intrinsics(bottom, 1, bottom[0].data.shape[0])
+        valid = top[1].data if len(top) > 1 else self._valid
+        projection.projection_forward(bottom[0].data, K, self.config.eps, self.config.output,
+                                      out=top[0].data, valid=valid)
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self.check_finite("top diff 'coords'", top[0].diff)
+            K = self.intrinsics(bottom, 1, bottom[0].data.shape[0])
+            projection.projection_backward(bottom[0].data, K, top[0].diff, self.config.eps, out=bottom[0].diff)
+
+
+class BilinearWarp(_Layer):
+    """image (N, C, Hs, Ws), coords or flow (N, 2, H, W) -> warped (N, C, H, W) [, valid (N, 1, H, W)].
+
+    Any C (images or feature maps). param_str: {"input": "coords" | "flow", "padding": "zeros" | "border"}.
+    See pygeometry.kernels.bilinear for the sampling convention (cv2.remap's).
+    """
+
+    CONFIG = cfg.BilinearWarpConfig
+    BOTTOMS = (2, 2)
+    TOPS = (1, 2)
+
+    def reshape(self, bottom, top):
+        im, co = bottom[0].data.shape, bottom[1].data.shape
+        if len(im) != 4:
+            self.fail(f"bottom 'image' must have shape (N, C, Hs, Ws), got {tuple(im)}")
+        self.expect_shape("coords", co, (im[0], 2, None, None))
+        top[0].reshape(im[0], im[1], co[2], co[3])
+        if len(top) > 1:
+            top[1].reshape(im[0], 1, co[2], co[3])
+        else:
+            self._valid = np.empty((co[0], 1, co[2], co[3]), dtype=np.float32)
+
+    def forward(self, bottom, top):
+        self.check_finite("bottom 'image'", bottom[0].data)
+        self.check_finite("bottom 'coords'", bottom[1].data)
+        valid = top[1].data if len(top) > 1 else self._valid
+        bilinear.bilinear_forward(bottom[0].data, bottom[1].data, self.config.padding, self.config.input,
+                                  out=top[0].data, valid=valid)
+
+    def backward(self, top, propagate_down, bottom):
+        need_image, need_coords = bool(propagate_down[0]), bool(propagate_down[1])
+        if not (need_image or need_coords):
+            return
+        self.check_finite("top diff 'warped'", top[0].diff)
+        bilinear.bilinear_backward(
+            bottom[0].data, bottom[1].data, top[0].diff, self.config.padding, self.config.input,
+            need_image=need_image, need_coords=need_coords,
+            grad_image=bottom[0].diff if need_image else None, grad_coords=bottom[1].diff if need_coords else None)
+
+
+class PhotometricLoss(_Layer):
+    """warped (N, C, H, W), target (N, C, H, W) [, mask (N, 1, H, W)] -> loss (scalar).
+
+    param_str: {"alpha": 0.0} (SSIM weight; 0 = L1, 0.85 = the usual SSIM+L1). Averaged over valid pixels;
+    an all-zero mask gives loss 0 and zero gradients. Set loss_weight in the prototxt (netspec does). The
+    target gets a gradient only when propagate_down asks for it; the mask never. See
+    pygeometry.kernels.photometric.
+    """
+
+    CONFIG = cfg.PhotometricLossConfig
+    BOTTOMS = (2, 3)
+
+    def reshape(self, bottom, top):
+        w = bottom[0].data.shape
+        if len(w) != 4:
+            self.fail(f"bottom 'warped' must have shape (N, C, H, W), got {tuple(w)}")
+        self.expect_shape("target", bottom[1].data.shape, w)
+        if len(bottom) > 2:
+            self.expect_shape("mask", bottom[2].data.shape, (w[0], 1, w[2], w[3]))
+        if self.config.alpha > 0 and (w[2] < 2 or w[3] < 2):
+            self.fail(f"SSIM (alpha > 0) needs H >= 2 and W >= 2, got {w[2]}x{w[3]}")
+        top[0].reshape()
+
+    def _mask(self, bottom):
+        if len(bottom) < 3:
+            return None
+        mask = bottom[2].data
+        self.check_finite("bottom 'mask'", mask)
+        if mask.min() < 0:
+            self.fail("bottom 'mask' must be >= 0 (per-pixel weights)")
+        return mask
+
+    def forward(self, bottom, top):
+        self.check_finite("bottom 'warped'", bottom[0].data)
+        self.check_finite("bottom 'target'", bottom[1].data)
+        top[0].data[...] = photometric.photometric_forward(bottom[0].data, bottom[1].data, self._mask(bottom),
+                                                           self.config.alpha)
+
+    def backward(self, top, propagate_down, bottom):
+        need_target = bool(propagate_down[1])
+        if not (propagate_down[0] or need_target):
+            return
+        scale = float(top[0].diff.flat[0])
+        g_w, g_t = photometric.photometric_backward(bottom[0].data, bottom[1].data, self._mask(bottom),
+                                                    self.config.alpha, need_target=need_target)
+        if propagate_down[0]:
+            bottom[0].diff[...] = scale * g_w
+        if need_target:
+            bottom[1].diff[...] = scale * g_t

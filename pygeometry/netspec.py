@@ -1,0 +1,64 @@
+"""NetSpec helpers: one function per pygeometry layer, so module/class names and param_str live in one place.
+
+Example:
+    from caffe import NetSpec, layers as L
+    from pygeometry import netspec as G
+    n = NetSpec()
+    n.T = G.se3_generator(n.xi)
+    n.points = G.transform_3d_grid(n.depth, n.T, K=K)
+    n.coords, n.valid = G.pinhole_projection(n.points, K=K, with_valid=True)
+    n.warped, n.warp_valid = G.bilinear_warp(n.src, n.coords, with_valid=True)
+    n.loss = G.photometric_loss(n.warped, n.tgt, n.warp_valid, alpha=0.85)
+
+Keyword arguments that are not layer parameters (name, loss_weight, propagate_down, ...) pass through to
+caffe's L.Python. Parameters are validated here with the same parser the layers use, so a mistake fails when
+the prototxt is written, not when it is run.
+"""
+from __future__ import annotations
+
+import json
+
+from . import config as cfg
+
+MODULE = "pygeometry.layers"
+
+
+def _python_layer(layer, config_cls, bottoms, params, ntop=1, **kwargs):
+    from caffe import layers as L  # imported lazily: pygeometry itself does not need caffe
+
+    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items() if v is not None}
+    param_str = json.dumps(params, sort_keys=True)
+    cfg.parse_param_str(layer, param_str, config_cls)  # fail early on a bad parameter
+    return L.Python(*bottoms, python_param=dict(module=MODULE, layer=layer, param_str=param_str), ntop=ntop,
+                    **kwargs)
+
+
+def se3_generator(xi, translation=None, **kwargs):
+    """xi (N, 6) -> T (N, 4, 4)."""
+    return _python_layer("SE3Generator", cfg.SE3GeneratorConfig, [xi], {"translation": translation}, **kwargs)
+
+
+def transform_3d_grid(depth, src_T_tgt, K=None, K_blob=None, **kwargs):
+    """depth (N, 1, H, W), src_T_tgt (N, 4, 4) [, K_blob (N, 4)] -> points (N, 3, H, W). K: [fx, fy, cx, cy]."""
+    bottoms = [depth, src_T_tgt] + ([K_blob] if K_blob is not None else [])
+    return _python_layer("Transform3DGrid", cfg.Transform3DGridConfig, bottoms, {"K": K}, **kwargs)
+
+
+def pinhole_projection(points, K=None, K_blob=None, output=None, eps=None, with_valid=False, **kwargs):
+    """points (N, 3, H, W) [, K_blob] -> coords or flow (N, 2, H, W) [, valid (N, 1, H, W) if with_valid]."""
+    bottoms = [points] + ([K_blob] if K_blob is not None else [])
+    return _python_layer("PinholeProjection", cfg.PinholeProjectionConfig, bottoms,
+                         {"K": K, "output": output, "eps": eps}, ntop=2 if with_valid else 1, **kwargs)
+
+
+def bilinear_warp(image, coords, input=None, padding=None, with_valid=False, **kwargs):  # noqa: A002
+    """image (N, C, Hs, Ws), coords or flow (N, 2, H, W) -> warped (N, C, H, W) [, valid (N, 1, H, W)]."""
+    return _python_layer("BilinearWarp", cfg.BilinearWarpConfig, [image, coords],
+                         {"input": input, "padding": padding}, ntop=2 if with_valid else 1, **kwargs)
+
+
+def photometric_loss(warped, target, mask=None, alpha=None, loss_weight=1.0, **kwargs):
+    """warped, target (N, C, H, W) [, mask (N, 1, H, W)] -> scalar loss (loss_weight 1 by default)."""
+    bottoms = [warped, target] + ([mask] if mask is not None else [])
+    return _python_layer("PhotometricLoss", cfg.PhotometricLossConfig, bottoms, {"alpha": alpha},
+                         loss_weight=loss_weight, **kwargs)
