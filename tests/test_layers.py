@@ -1,0 +1,176 @@
+"""Every pygeometry layer inside a real caffe.Net built from a (NetSpec-generated) prototxt: forward equals
+the kernel, backward equals the kernel's backward, propagate_down is respected, and float32 finite
+differences through the net agree with the analytic backward."""
+import functools
+
+import numpy as np
+import pytest
+
+from layer_harness import bottom_blob, build_net, finite_difference_check, run_backward
+from pygeometry import netspec as G
+from pygeometry.kernels import (bilinear_backward, bilinear_forward, photometric_backward, photometric_forward,
+                                projection_backward, projection_forward, se3_backward, se3_forward,
+                                transform_grid_backward, transform_grid_forward)
+
+K = [40.0, 38.0, 11.3, 7.6]
+f32 = np.float32
+
+
+def _xi(rng, n=3):
+    return np.concatenate([rng.normal(size=(n, 3)) * 0.2, rng.normal(size=(n, 3)) * 0.3], axis=1).astype(f32)
+
+
+def _depth(rng, n=2, h=6, w=8):
+    d = rng.uniform(1.5, 3.0, size=(n, 1, h, w)).astype(f32)
+    d[0, 0, 2, 3] = 0
+    return d
+
+
+def _points(rng, n=2, h=6, w=8):
+    p = rng.normal(size=(n, 3, h, w)).astype(f32) * 0.5
+    p[:, 2] = rng.uniform(1.5, 3.0, size=(n, h, w))
+    p[1, 2, 0, 0] = -1.0
+    return p
+
+
+def _coords_off_kinks(rng, n=2, h=5, w=6, hs=7, ws=9):
+    base = np.stack([rng.integers(-1, ws, size=(n, h, w)), rng.integers(-1, hs, size=(n, h, w))], axis=1)
+    return (base + rng.uniform(0.2, 0.8, size=base.shape)).astype(f32)
+
+
+def case_se3(rng, translation):
+    xi = _xi(rng)
+    return dict(
+        bottoms={"xi": xi}, tops=["T"], grads=["xi"],
+        layer=functools.partial(G.se3_generator, translation=translation),
+        forward=lambda b: [se3_forward(b["xi"], translation)],
+        backward=lambda b, g: {"xi": se3_backward(b["xi"], g["T"], translation)})
+
+
+def case_grid(rng, K_blob):
+    b = {"depth": _depth(rng), "T": se3_forward(_xi(rng, 2))}
+    Kn = np.array([K, [45.0, 41.0, 10.0, 8.0]], f32)
+    if K_blob:
+        b["K"] = Kn
+    Kref = Kn if K_blob else np.array(K, f32)
+    layer = (lambda d, T, k, **kw: G.transform_3d_grid(d, T, K_blob=k, **kw)) if K_blob else \
+        functools.partial(G.transform_3d_grid, K=K)
+
+    def backward(b, g):
+        gd, gT = transform_grid_backward(b["depth"], b["T"], Kref, g["points"])
+        return {"depth": gd, "T": gT}
+    return dict(bottoms=b, tops=["points"], grads=["depth", "T"], layer=layer,
+                forward=lambda b: [transform_grid_forward(b["depth"], b["T"], Kref)], backward=backward)
+
+
+def case_projection(rng, output, with_valid, K_blob):
+    b = {"points": _points(rng)}
+    if K_blob:
+        b["K"] = np.array([K, [45.0, 41.0, 10.0, 8.0]], f32)
+    Kref = b["K"] if K_blob else np.array(K, f32)
+    kw = dict(output=output, with_valid=with_valid)
+    layer = (lambda p, k, **extra: G.pinhole_projection(p, K_blob=k, **kw, **extra)) if K_blob else \
+        functools.partial(G.pinhole_projection, K=K, **kw)
+    tops = ["coords", "valid"] if with_valid else ["coords"]
+    return dict(bottoms=b, tops=tops, grads=["points"], layer=layer,
+                forward=lambda b: list(projection_forward(b["points"], Kref, output=output))[:len(tops)],
+                backward=lambda b, g: {"points": projection_backward(b["points"], Kref, g["coords"])})
+
+
+def case_warp(rng, padding, input_kind, with_valid):
+    coords = _coords_off_kinks(rng)
+    if input_kind == "flow":
+        ys, xs = np.mgrid[0:5, 0:6]
+        coords = (coords - np.stack([xs, ys])[None]).astype(f32)
+    b = {"image": rng.uniform(size=(2, 3, 7, 9)).astype(f32), "coords": coords}
+    tops = ["warped", "valid"] if with_valid else ["warped"]
+
+    def backward(b, g):
+        gi, gc = bilinear_backward(b["image"], b["coords"], g["warped"], padding, input_kind)
+        return {"image": gi, "coords": gc}
+    return dict(bottoms=b, tops=tops, grads=["image", "coords"],
+                layer=functools.partial(G.bilinear_warp, padding=padding, input=input_kind, with_valid=with_valid),
+                forward=lambda b: list(bilinear_forward(b["image"], b["coords"], padding, input_kind))[:len(tops)],
+                backward=backward)
+
+
+def case_loss(rng, alpha, with_mask):
+    warped = rng.uniform(0.1, 0.9, size=(2, 3, 6, 7)).astype(f32)
+    sign = np.where(rng.uniform(size=warped.shape) > 0.5, 1, -1)
+    target = (warped + sign * rng.uniform(0.05, 0.1, size=warped.shape)).astype(f32)  # away from the L1 kink
+    b = {"warped": warped, "target": target}
+    if with_mask:
+        b["mask"] = (rng.uniform(size=(2, 1, 6, 7)) > 0.3).astype(f32)
+    mask = lambda b: b.get("mask")  # noqa: E731
+
+    def backward(b, g):
+        gw, gt = photometric_backward(b["warped"], b["target"], mask(b), alpha, need_target=True)
+        return {"warped": gw, "target": gt}
+    return dict(bottoms=b, tops=["loss"], grads=["warped", "target"],
+                layer=functools.partial(G.photometric_loss, alpha=alpha), loss=True,
+                forward=lambda b: [photometric_forward(b["warped"], b["target"], mask(b), alpha)],
+                backward=backward)
+
+
+CASES = {
+    "se3-direct": lambda r: case_se3(r, "direct"),
+    "se3-exp": lambda r: case_se3(r, "se3_exp"),
+    "grid-K-param": lambda r: case_grid(r, False),
+    "grid-K-blob": lambda r: case_grid(r, True),
+    "proj-coords": lambda r: case_projection(r, "coords", False, False),
+    "proj-flow-valid-Kblob": lambda r: case_projection(r, "flow", True, True),
+    "warp-zeros-coords-valid": lambda r: case_warp(r, "zeros", "coords", True),
+    "warp-border-flow": lambda r: case_warp(r, "border", "flow", False),
+    "loss-l1": lambda r: case_loss(r, 0.0, False),
+    "loss-ssim-mask": lambda r: case_loss(r, 0.85, True),
+}
+
+
+def _top_diffs(case, net, rng):
+    if case.get("loss"):
+        return {}
+    # The first top carries the gradient; a valid top is not differentiable, its diff is zero.
+    return {t: (rng.normal(size=net.blobs[t].data.shape) if i == 0 else np.zeros(net.blobs[t].data.shape)).astype(f32)
+            for i, t in enumerate(case["tops"])}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_forward_and_backward_match_kernels(name, rng):
+    case = CASES[name](rng)
+    net = build_net(case["bottoms"], case["layer"], case["tops"])
+    net.forward()
+    for top, expected in zip(case["tops"], case["forward"](case["bottoms"])):
+        np.testing.assert_allclose(net.blobs[top].data, expected, rtol=1e-6, atol=1e-6)
+        assert np.all(np.isfinite(net.blobs[top].data))
+    diffs = _top_diffs(case, net, rng)
+    run_backward(net, diffs)
+    expected = case["backward"](case["bottoms"], diffs)
+    for bottom in case["grads"]:
+        np.testing.assert_allclose(bottom_blob(net, bottom).diff, expected[bottom], rtol=1e-5, atol=1e-6)
+        assert np.all(np.isfinite(bottom_blob(net, bottom).diff))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_propagate_down_false_leaves_bottom_diffs_alone(name, rng):
+    case = CASES[name](rng)
+    for keep in case["grads"]:
+        flags = [b == keep for b in case["bottoms"]]
+        net = build_net(case["bottoms"], case["layer"], case["tops"], propagate_down=flags)
+        net.forward()
+        for b in case["bottoms"]:
+            bottom_blob(net, b).diff[...] = 7.0
+        run_backward(net, _top_diffs(case, net, rng))
+        for b, flag in zip(case["bottoms"], flags):
+            untouched = np.all(bottom_blob(net, b).diff == 7.0)
+            assert untouched != flag, f"{b}: propagate_down={flag} but diff {'kept' if untouched else 'changed'}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_float32_finite_differences_through_the_net(name, rng):
+    case = CASES[name](rng)
+    net = build_net(case["bottoms"], case["layer"], case["tops"])
+    net.forward()
+    diffs = {case["tops"][0]: None} if case.get("loss") else _top_diffs(case, net, rng)
+    # SE(3) and the loss are smooth at the scale of the step; points and coords need a smaller one.
+    step = 1e-3 if name.startswith(("proj", "grid")) else 1e-2
+    finite_difference_check(net, case["bottoms"], case["tops"], diffs, case["grads"], rng, step=step)
