@@ -85,7 +85,7 @@ NAN_CASES = [
 @pytest.mark.parametrize("bad,make_bottoms,layer,tops", NAN_CASES, ids=[c[0] for c in NAN_CASES])
 def test_nan_or_inf_in_a_bottom_is_an_error_naming_it(bad, make_bottoms, layer, tops):
     net = build_net(make_bottoms(None), layer, tops)
-    with pytest.raises(ParamError, match=rf"bottom '{bad}' contains 1 NaN/inf"):
+    with pytest.raises(ParamError, match=rf"bottom '{bad}' contains \d+ NaN/inf"):
         net.forward()
 
 
