@@ -25,6 +25,7 @@ import numpy as np
 from . import config as cfg
 from .config import ParamError
 from .kernels import bilinear, photometric, projection, se3, transform_grid
+from .kernels.finite import count_nonfinite
 
 
 class _Layer(caffe.Layer):
@@ -59,10 +60,9 @@ class _Layer(caffe.Layer):
             self.fail(f"bottom '{name}' must have shape {pretty}, got {tuple(shape)}")
 
     def check_finite(self, name, array):
-        if not np.isfinite(array.sum()):  # one cheap pass; find the culprits only when something is off
-            bad = int(np.count_nonzero(~np.isfinite(array)))
-            if bad:
-                self.fail(f"{name} contains {bad} NaN/inf value(s)")
+        bad = count_nonfinite(array)
+        if bad:
+            self.fail(f"{name} contains {bad} NaN/inf value(s)")
 
     def intrinsics(self, bottom, index, n):
         """K (n, 4) from the optional bottom `index`, else from param_str."""

@@ -28,10 +28,8 @@ PADDINGS = ("zeros", "border")
 
 
 @numba.njit(inline="always")
-def _setup(coords, n, y, x, Hs, Ws, as_flow, border):
+def _setup(u, v, x, y, Hs, Ws, as_flow, border):
     """Sample position -> (x0, y0, a, b, inside, clamp_x, clamp_y)."""
-    u = coords[n, 0, y, x]
-    v = coords[n, 1, y, x]
     if as_flow:
         u += x
         v += y
@@ -63,87 +61,107 @@ def _setup(coords, n, y, x, Hs, Ws, as_flow, border):
 
 
 @numba.njit(inline="always")
-def _tap(img, n, c, yy, xx, Hs, Ws):
+def _row_setup(coords, n, y, Hs, Ws, as_flow, border, x0s, y0s, wa, wb, fast, inside, clamp):
+    """Fill per-pixel sampling data of one output row; fast[x] when all four taps are inside the image."""
+    W = coords.shape[3]
+    for x in range(W):
+        x0, y0, a, b, ins, cx, cy = _setup(coords[n, 0, y, x], coords[n, 1, y, x], x, y, Hs, Ws, as_flow, border)
+        x0s[x], y0s[x], wa[x], wb[x], inside[x] = x0, y0, a, b, ins
+        fast[x] = 0 <= x0 and x0 + 1 < Ws and 0 <= y0 and y0 + 1 < Hs
+        clamp[x] = (1 if cx else 0) + (2 if cy else 0)
+
+
+@numba.njit(inline="always")
+def _tap(plane, Hs, Ws, yy, xx):
     if 0 <= yy < Hs and 0 <= xx < Ws:
-        return img[n, c, yy, xx]
+        return plane[yy * Ws + xx]
     return 0.0
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True)
 def _forward(img, coords, as_flow, border, out, valid):
     N, C, Hs, Ws = img.shape
     H, W = coords.shape[2], coords.shape[3]
-    for row in numba.prange(N * H):
-        n, y = row // H, row % H
-        for x in range(W):
-            x0, y0, a, b, inside, _, _ = _setup(coords, n, y, x, Hs, Ws, as_flow, border)
-            valid[n, 0, y, x] = 1.0 if inside else 0.0
-            w00, w01, w10, w11 = (1 - a) * (1 - b), a * (1 - b), (1 - a) * b, a * b
-            if 0 <= x0 and x0 + 1 < Ws and 0 <= y0 and y0 + 1 < Hs:  # fast path: all taps inside
-                for c in range(C):
-                    out[n, c, y, x] = (w00 * img[n, c, y0, x0] + w01 * img[n, c, y0, x0 + 1]
-                                       + w10 * img[n, c, y0 + 1, x0] + w11 * img[n, c, y0 + 1, x0 + 1])
-            else:
-                for c in range(C):
-                    out[n, c, y, x] = (w00 * _tap(img, n, c, y0, x0, Hs, Ws) + w01 * _tap(img, n, c, y0, x0 + 1, Hs, Ws)
-                                       + w10 * _tap(img, n, c, y0 + 1, x0, Hs, Ws)
-                                       + w11 * _tap(img, n, c, y0 + 1, x0 + 1, Hs, Ws))
+    CHUNK = 8  # rows per parallel task: enough tasks to balance, few enough to amortise the scratch arrays
+    n_chunks = (H + CHUNK - 1) // CHUNK
+    for task in numba.prange(N * n_chunks):
+        n, chunk = task // n_chunks, task % n_chunks
+        x0s, y0s = np.empty(W, np.int64), np.empty(W, np.int64)
+        wa, wb = np.empty(W, np.float64), np.empty(W, np.float64)
+        fast, inside, clamp = np.empty(W, np.bool_), np.empty(W, np.bool_), np.empty(W, np.int8)
+        for y in range(chunk * CHUNK, min(H, (chunk + 1) * CHUNK)):
+            _row_setup(coords, n, y, Hs, Ws, as_flow, border, x0s, y0s, wa, wb, fast, inside, clamp)
+            for x in range(W):
+                valid[n, 0, y, x] = 1.0 if inside[x] else 0.0
+            for c in range(C):
+                plane = img[n, c].ravel()
+                for x in range(W):
+                    a, b, x0, y0 = wa[x], wb[x], x0s[x], y0s[x]
+                    if fast[x]:
+                        i = y0 * Ws + x0
+                        top = plane[i] + a * (plane[i + 1] - plane[i])
+                        bot = plane[i + Ws] + a * (plane[i + Ws + 1] - plane[i + Ws])
+                    else:
+                        top = _tap(plane, Hs, Ws, y0, x0) * (1 - a) + _tap(plane, Hs, Ws, y0, x0 + 1) * a
+                        bot = _tap(plane, Hs, Ws, y0 + 1, x0) * (1 - a) + _tap(plane, Hs, Ws, y0 + 1, x0 + 1) * a
+                    out[n, c, y, x] = top + b * (bot - top)
 
 
-@numba.njit(parallel=True, cache=True)
-def _backward_coords(img, coords, grad, as_flow, border, out):
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def _backward(img, coords, grad, as_flow, border, need_image, need_coords, grad_image, grad_coords):
+    """Both gradients in one pass over the output pixels. One sample n per parallel task, so the scatter into
+    dL/dimage never has two tasks writing the same element."""
     N, C, Hs, Ws = img.shape
     H, W = coords.shape[2], coords.shape[3]
-    for row in numba.prange(N * H):
-        n, y = row // H, row % H
-        for x in range(W):
-            x0, y0, a, b, _, clamp_x, clamp_y = _setup(coords, n, y, x, Hs, Ws, as_flow, border)
-            gx = 0.0
-            gy = 0.0
-            for c in range(C):
-                i00 = _tap(img, n, c, y0, x0, Hs, Ws)
-                i01 = _tap(img, n, c, y0, x0 + 1, Hs, Ws)
-                i10 = _tap(img, n, c, y0 + 1, x0, Hs, Ws)
-                i11 = _tap(img, n, c, y0 + 1, x0 + 1, Hs, Ws)
-                g = grad[n, c, y, x]
-                gx += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
-                gy += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
-            out[n, 0, y, x] = 0.0 if clamp_x else gx
-            out[n, 1, y, x] = 0.0 if clamp_y else gy
-
-
-@numba.njit(parallel=True, cache=True)
-def _backward_image(coords, grad, as_flow, border, out):
-    """Scatter dL/dimage; one (n, c) plane per parallel task, so no two tasks write the same element."""
-    N, C, Hs, Ws = out.shape
-    H, W = coords.shape[2], coords.shape[3]
-    for plane in numba.prange(N * C):
-        n, c = plane // C, plane % C
-        for y0_ in range(Hs):
-            for x0_ in range(Ws):
-                out[n, c, y0_, x0_] = 0
+    for n in numba.prange(N):
+        x0s, y0s = np.empty(W, np.int64), np.empty(W, np.int64)
+        wa, wb = np.empty(W, np.float64), np.empty(W, np.float64)
+        fast, inside, clamp = np.empty(W, np.bool_), np.empty(W, np.bool_), np.empty(W, np.int8)
+        gx, gy = np.empty(W, np.float64), np.empty(W, np.float64)
+        if need_image:
+            grad_image[n] = 0
         for y in range(H):
-            for x in range(W):
-                g = grad[n, c, y, x]
-                if g == 0:
-                    continue
-                x0, y0, a, b, _, _, _ = _setup(coords, n, y, x, Hs, Ws, as_flow, border)
-                if 0 <= x0 and x0 + 1 < Ws and 0 <= y0 and y0 + 1 < Hs:
-                    out[n, c, y0, x0] += (1 - a) * (1 - b) * g
-                    out[n, c, y0, x0 + 1] += a * (1 - b) * g
-                    out[n, c, y0 + 1, x0] += (1 - a) * b * g
-                    out[n, c, y0 + 1, x0 + 1] += a * b * g
-                else:
-                    if 0 <= y0 < Hs:
-                        if 0 <= x0 < Ws:
-                            out[n, c, y0, x0] += (1 - a) * (1 - b) * g
-                        if 0 <= x0 + 1 < Ws:
-                            out[n, c, y0, x0 + 1] += a * (1 - b) * g
-                    if 0 <= y0 + 1 < Hs:
-                        if 0 <= x0 < Ws:
-                            out[n, c, y0 + 1, x0] += (1 - a) * b * g
-                        if 0 <= x0 + 1 < Ws:
-                            out[n, c, y0 + 1, x0 + 1] += a * b * g
+            _row_setup(coords, n, y, Hs, Ws, as_flow, border, x0s, y0s, wa, wb, fast, inside, clamp)
+            gx[:] = 0
+            gy[:] = 0
+            for c in range(C):
+                plane = img[n, c].ravel()
+                gplane = grad_image[n, c].ravel() if need_image else plane
+                for x in range(W):
+                    g = grad[n, c, y, x]
+                    a, b, x0, y0 = wa[x], wb[x], x0s[x], y0s[x]
+                    if fast[x]:
+                        i = y0 * Ws + x0
+                        if need_coords:
+                            i00, i01, i10, i11 = plane[i], plane[i + 1], plane[i + Ws], plane[i + Ws + 1]
+                            gx[x] += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
+                            gy[x] += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
+                        if need_image:
+                            gb = g * b
+                            gt = g - gb
+                            gplane[i] += gt - gt * a
+                            gplane[i + 1] += gt * a
+                            gplane[i + Ws] += gb - gb * a
+                            gplane[i + Ws + 1] += gb * a
+                    else:
+                        if need_coords:
+                            i00, i01 = _tap(plane, Hs, Ws, y0, x0), _tap(plane, Hs, Ws, y0, x0 + 1)
+                            i10, i11 = _tap(plane, Hs, Ws, y0 + 1, x0), _tap(plane, Hs, Ws, y0 + 1, x0 + 1)
+                            gx[x] += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
+                            gy[x] += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
+                        if need_image:
+                            for dy in range(2):
+                                yy = y0 + dy
+                                wy = b if dy else 1 - b
+                                if 0 <= yy < Hs:
+                                    for dx in range(2):
+                                        xx = x0 + dx
+                                        if 0 <= xx < Ws:
+                                            gplane[yy * Ws + xx] += g * wy * (a if dx else 1 - a)
+            if need_coords:
+                for x in range(W):
+                    grad_coords[n, 0, y, x] = 0.0 if clamp[x] & 1 else gx[x]
+                    grad_coords[n, 1, y, x] = 0.0 if clamp[x] & 2 else gy[x]
 
 
 def _check(padding, input_kind):
@@ -194,13 +212,11 @@ def bilinear_backward(image, coords, grad_warped, padding="zeros", input_kind="c
     image = np.ascontiguousarray(image)
     coords = np.ascontiguousarray(coords, dtype=image.dtype)
     grad_warped = np.ascontiguousarray(grad_warped, dtype=image.dtype)
-    as_flow, border = input_kind == "flow", padding == "border"
-    if need_image:
-        if grad_image is None:
-            grad_image = np.empty_like(image)
-        _backward_image(coords, grad_warped, as_flow, border, grad_image)
-    if need_coords:
-        if grad_coords is None:
-            grad_coords = np.empty_like(coords)
-        _backward_coords(image, coords, grad_warped, as_flow, border, grad_coords)
+    if need_image and grad_image is None:
+        grad_image = np.empty_like(image)
+    if need_coords and grad_coords is None:
+        grad_coords = np.empty_like(coords)
+    dummy = np.empty((1, 1, 1, 1), dtype=image.dtype)
+    _backward(image, coords, grad_warped, input_kind == "flow", padding == "border", need_image, need_coords,
+              grad_image if need_image else dummy, grad_coords if need_coords else dummy)
     return (grad_image if need_image else None), (grad_coords if need_coords else None)

@@ -19,33 +19,42 @@ import numba
 import numpy as np
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True)
 def _forward(depth, T, K, out):
     N, _, H, W = depth.shape
     for row in numba.prange(N * H):
         n, y = row // H, row % H
         fx, fy, cx, cy = K[n, 0], K[n, 1], K[n, 2], K[n, 3]
         ry = (y - cy) / fy
+        # Fold the ray into the rotation: point = d * (R[:, 0] rx + R[:, 1] ry + R[:, 2]) + t, rx = (x - cx) / fx.
+        ax, bx = T[n, 0, 0] / fx, T[n, 0, 1] * ry + T[n, 0, 2] - T[n, 0, 0] * cx / fx
+        ay, by = T[n, 1, 0] / fx, T[n, 1, 1] * ry + T[n, 1, 2] - T[n, 1, 0] * cx / fx
+        az, bz = T[n, 2, 0] / fx, T[n, 2, 1] * ry + T[n, 2, 2] - T[n, 2, 0] * cx / fx
+        tx, ty, tz = T[n, 0, 3], T[n, 1, 3], T[n, 2, 3]
         for x in range(W):
             d = depth[n, 0, y, x]
             if d > 0:
-                px, py, pz = d * (x - cx) / fx, d * ry, d
-                for i in range(3):
-                    out[n, i, y, x] = T[n, i, 0] * px + T[n, i, 1] * py + T[n, i, 2] * pz + T[n, i, 3]
+                out[n, 0, y, x] = d * (ax * x + bx) + tx
+                out[n, 1, y, x] = d * (ay * x + by) + ty
+                out[n, 2, y, x] = d * (az * x + bz) + tz
             else:
                 out[n, 0, y, x] = 0
                 out[n, 1, y, x] = 0
                 out[n, 2, y, x] = 0
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=True, cache=True)
 def _backward(depth, T, K, grad, grad_depth, partial_T, need_depth, need_T):
     N, _, H, W = depth.shape
     for row in numba.prange(N * H):
         n, y = row // H, row % H
         fx, fy, cx, cy = K[n, 0], K[n, 1], K[n, 2], K[n, 3]
         ry = (y - cy) / fy
-        acc = np.zeros(12)
+        r00, r01, r02 = T[n, 0, 0], T[n, 0, 1], T[n, 0, 2]
+        r10, r11, r12 = T[n, 1, 0], T[n, 1, 1], T[n, 1, 2]
+        r20, r21, r22 = T[n, 2, 0], T[n, 2, 1], T[n, 2, 2]
+        # Row sums: S_ab = sum_x g_a * P_b with P = d * (rx, ry, 1): keep sum g_a d rx and sum g_a d.
+        s0x = s0d = s0 = s1x = s1d = s1 = s2x = s2d = s2 = 0.0
         for x in range(W):
             d = depth[n, 0, y, x]
             if d > 0:
@@ -53,29 +62,26 @@ def _backward(depth, T, K, grad, grad_depth, partial_T, need_depth, need_T):
                 rx = (x - cx) / fx
                 if need_depth:
                     # (R^T g) . r
-                    rtg0 = T[n, 0, 0] * g0 + T[n, 1, 0] * g1 + T[n, 2, 0] * g2
-                    rtg1 = T[n, 0, 1] * g0 + T[n, 1, 1] * g1 + T[n, 2, 1] * g2
-                    rtg2 = T[n, 0, 2] * g0 + T[n, 1, 2] * g1 + T[n, 2, 2] * g2
-                    grad_depth[n, 0, y, x] = rtg0 * rx + rtg1 * ry + rtg2
+                    grad_depth[n, 0, y, x] = ((r00 * g0 + r10 * g1 + r20 * g2) * rx
+                                              + (r01 * g0 + r11 * g1 + r21 * g2) * ry
+                                              + (r02 * g0 + r12 * g1 + r22 * g2))
                 if need_T:
-                    px, py, pz = d * rx, d * ry, d
-                    acc[0] += g0 * px
-                    acc[1] += g0 * py
-                    acc[2] += g0 * pz
-                    acc[3] += g0
-                    acc[4] += g1 * px
-                    acc[5] += g1 * py
-                    acc[6] += g1 * pz
-                    acc[7] += g1
-                    acc[8] += g2 * px
-                    acc[9] += g2 * py
-                    acc[10] += g2 * pz
-                    acc[11] += g2
+                    drx = d * rx
+                    s0x += g0 * drx
+                    s0d += g0 * d
+                    s0 += g0
+                    s1x += g1 * drx
+                    s1d += g1 * d
+                    s1 += g1
+                    s2x += g2 * drx
+                    s2d += g2 * d
+                    s2 += g2
             elif need_depth:
                 grad_depth[n, 0, y, x] = 0
         if need_T:
-            for k in range(12):
-                partial_T[row, k] = acc[k]
+            partial_T[row, 0], partial_T[row, 1], partial_T[row, 2], partial_T[row, 3] = s0x, s0d * ry, s0d, s0
+            partial_T[row, 4], partial_T[row, 5], partial_T[row, 6], partial_T[row, 7] = s1x, s1d * ry, s1d, s1
+            partial_T[row, 8], partial_T[row, 9], partial_T[row, 10], partial_T[row, 11] = s2x, s2d * ry, s2d, s2
 
 
 def _as_K(K, n, dtype):

@@ -1,0 +1,276 @@
+#!/usr/bin/env python
+"""Benchmark the pygeometry layers (forward + backward through caffe.Net) against the same computation in
+PyTorch on the CPU (autograd; grid_sample with align_corners=True for the warp), in the same process run, and
+against one AlexNet training iteration at the same size. Prints a table of medians and ratios.
+
+Targets (issue 3): chain SE3Generator -> Transform3DGrid -> PinholeProjection -> BilinearWarp at most 0.5x
+PyTorch's time, and under 10% of an AlexNet (early fusion, 6 channels) forward+backward.
+
+torch is a benchmark-only dependency: `pip install torch==2.13.0` (`make bench` does it).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+import numpy as np  # noqa: E402
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=8, help="N (default 8)")
+    p.add_argument("--height", type=int, default=128, help="H (default 128)")
+    p.add_argument("--width", type=int, default=416, help="W (default 416)")
+    p.add_argument("--channels", type=int, default=3, help="C of the warped image (default 3)")
+    p.add_argument("--repeats", type=int, default=15, help="timed repetitions per case (default 15)")
+    p.add_argument("--alexnet-repeats", type=int, default=3, help="timed AlexNet iterations (default 3)")
+    p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet comparison")
+    return p.parse_args()
+
+
+def caffe_net(netspec, force_backward=True):
+    import caffe
+
+    fd, path = tempfile.mkstemp(suffix=".prototxt")
+    with os.fdopen(fd, "w") as f:
+        f.write(("force_backward: true\n" if force_backward else "") + str(netspec.to_proto()))
+    try:
+        return caffe.Net(path, caffe.TRAIN)
+    finally:
+        os.remove(path)
+
+
+def median_time(fn, repeats, warmup=2):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def smooth_depth(rng, N, H, W):
+    """Scene-like depth (N, 1, H, W) in metres: a slanted plane (near at the bottom, 2..20 m) with smooth
+    bumps, so neighbouring pixels sample neighbouring source pixels as in real images."""
+    ys, xs = np.mgrid[0:H, 0:W] / np.array([H, W], dtype=float)[:, None, None]
+    depth = np.empty((N, 1, H, W), np.float32)
+    for i in range(N):
+        f = rng.uniform(1, 4, size=2)
+        bumps = 0.15 * np.sin(2 * np.pi * f[0] * xs + rng.uniform(0, 6)) * np.sin(2 * np.pi * f[1] * ys)
+        depth[i, 0] = 2 + 18 * (1 - ys) ** 2 * (1 + bumps)
+    return depth
+
+
+def make_inputs(args, rng):
+    N, C, H, W = args.batch, args.channels, args.height, args.width
+    K = [0.6 * W, 0.6 * W, (W - 1) / 2, (H - 1) / 2]
+    return dict(
+        K=K,
+        xi=np.concatenate([rng.normal(size=(N, 3)) * 0.1, rng.normal(size=(N, 3)) * 0.03], 1).astype(np.float32),
+        depth=smooth_depth(rng, N, H, W),
+        src=rng.uniform(size=(N, C, H, W)).astype(np.float32),
+        tgt=rng.uniform(size=(N, C, H, W)).astype(np.float32),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ caffe side
+def caffe_cases(inp):
+    import caffe
+    from caffe import layers as L
+
+    from pygeometry import netspec as G
+    from pygeometry.kernels import projection_forward, se3_forward, transform_grid_forward
+
+    K = inp["K"]
+    T = se3_forward(inp["xi"])
+    points = transform_grid_forward(inp["depth"], T, K)
+    coords, _ = projection_forward(points, K)
+    feeds = dict(xi=inp["xi"], depth=inp["depth"], src=inp["src"], tgt=inp["tgt"], T=T, points=points,
+                 coords=coords)
+
+    def spec(bottoms, build):
+        n = caffe.NetSpec()
+        for b in bottoms:
+            setattr(n, b, L.Input(shape=dict(dim=list(feeds[b].shape))))
+        build(n)
+        return n
+
+    cases = {
+        "SE3Generator": spec(["xi"], lambda n: setattr(n, "out", G.se3_generator(n.xi))),
+        "Transform3DGrid": spec(["depth", "T"], lambda n: setattr(n, "out", G.transform_3d_grid(n.depth, n.T, K=K))),
+        "PinholeProjection": spec(["points"], lambda n: setattr(n, "out", G.pinhole_projection(n.points, K=K))),
+        "BilinearWarp": spec(["src", "coords"], lambda n: setattr(n, "out", G.bilinear_warp(n.src, n.coords))),
+    }
+
+    def chain(n):
+        n.T = G.se3_generator(n.xi)
+        n.points = G.transform_3d_grid(n.depth, n.T, K=K)
+        n.coords = G.pinhole_projection(n.points, K=K)
+        n.out = G.bilinear_warp(n.src, n.coords)
+    cases["chain"] = spec(["xi", "depth", "src"], chain)
+    cases["PhotometricLoss (alpha 0.85)"] = spec(
+        ["src", "tgt"], lambda n: setattr(n, "out", G.photometric_loss(n.src, n.tgt, alpha=0.85)))
+    runners = {}
+    for name, n in cases.items():
+        net = caffe_net(n)
+        for b in net.inputs:
+            net.blobs[b].data[...] = feeds[b]
+        grad = np.random.default_rng(1).normal(size=net.blobs["out"].data.shape).astype(np.float32)
+        is_loss = name.startswith("PhotometricLoss")
+
+        def run(net=net, grad=grad, is_loss=is_loss):
+            net.forward()
+            if is_loss:
+                net.backward()
+            else:
+                net.backward(out=grad)
+        runners[name] = (run, net)
+    return runners
+
+
+# ------------------------------------------------------------------------------------------------ torch side
+def torch_cases(inp):
+    import torch
+    import torch.nn.functional as F
+
+    N, _, H, W = inp["src"].shape
+    fx, fy, cx, cy = inp["K"]
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
+                            indexing="ij")
+    rays = torch.stack([(xs - cx) / fx, (ys - cy) / fy, torch.ones_like(xs)]).reshape(3, -1)  # cached grid
+
+    def se3(xi):
+        t, w = xi[:, :3], xi[:, 3:]
+        theta2 = (w * w).sum(1, keepdim=True)
+        theta = torch.sqrt(theta2 + 1e-12)
+        A = (torch.sin(theta) / theta)[:, :, None]
+        B = ((1 - torch.cos(theta)) / (theta2 + 1e-12))[:, :, None]
+        zero = torch.zeros_like(w[:, 0])
+        Wm = torch.stack([zero, -w[:, 2], w[:, 1], w[:, 2], zero, -w[:, 0], -w[:, 1], w[:, 0], zero], 1).view(-1, 3, 3)
+        R = torch.eye(3)[None] + A * Wm + B * (Wm @ Wm)
+        return R, t
+
+    def grid(depth, R, t):
+        P = depth.reshape(N, 1, -1) * rays[None]
+        return (R @ P + t[:, :, None]).reshape(N, 3, H, W)
+
+    def project(points):
+        z = points[:, 2:3].clamp(min=1e-3)
+        return torch.cat([fx * points[:, 0:1] / z + cx, fy * points[:, 1:2] / z + cy], 1)
+
+    def warp(img, coords):
+        gx = coords[:, 0] / (img.shape[3] - 1) * 2 - 1
+        gy = coords[:, 1] / (img.shape[2] - 1) * 2 - 1
+        return F.grid_sample(img, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="zeros",
+                             align_corners=True)
+
+    def ssim_l1(x, y, alpha=0.85):
+        pad = lambda a: F.pad(a, (1, 1, 1, 1), mode="reflect")  # noqa: E731
+        mx, my = F.avg_pool2d(pad(x), 3, 1), F.avg_pool2d(pad(y), 3, 1)
+        sxx = F.avg_pool2d(pad(x * x), 3, 1) - mx ** 2
+        syy = F.avg_pool2d(pad(y * y), 3, 1) - my ** 2
+        sxy = F.avg_pool2d(pad(x * y), 3, 1) - mx * my
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        s = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
+        return (alpha * (1 - s) / 2 + (1 - alpha) * (x - y).abs()).mean()
+
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True)  # noqa: E731
+    xi, depth, src, tgt = t(inp["xi"]), t(inp["depth"]), t(inp["src"]), t(inp["tgt"])
+    with torch.no_grad():
+        R0, t0 = se3(xi)
+        points0 = grid(depth, R0, t0)
+        coords0 = project(points0)
+    T0 = t(np.zeros((N, 4, 4), np.float32))
+    points0, coords0 = t(points0.numpy()), t(coords0.numpy())
+
+    def with_grad(fn, leaves):
+        def run():
+            for leaf in leaves:
+                leaf.grad = None
+            out = fn()
+            if out.dim() == 0:
+                out.backward()
+            else:
+                out.backward(torch.ones_like(out))
+        return run
+
+    def T_from(xi):
+        R, tt = se3(xi)
+        return torch.cat([R, tt[:, :, None]], 2)
+
+    return {
+        "SE3Generator": with_grad(lambda: T_from(xi), [xi]),
+        "Transform3DGrid": with_grad(lambda: grid(depth, T0[:, :3, :3], T0[:, :3, 3]), [depth, T0]),
+        "PinholeProjection": with_grad(lambda: project(points0), [points0]),
+        "BilinearWarp": with_grad(lambda: warp(src, coords0), [src, coords0]),
+        "chain": with_grad(lambda: warp(src, project(grid(depth, *se3(xi)))), [xi, depth, src]),
+        "PhotometricLoss (alpha 0.85)": with_grad(lambda: ssim_l1(src, tgt), [src, tgt]),
+    }
+
+
+def alexnet_iteration(inp):
+    import caffe
+    from caffe import layers as L
+
+    from pygeometry.models import alexnet_trunk
+
+    N, _, H, W = inp["src"].shape
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[N, 6, H, W]))
+    n.label = L.Input(shape=dict(dim=[N, 6]))
+    trunk = alexnet_trunk(n, n.data)
+    n.pose = L.InnerProduct(trunk, num_output=6, weight_filler=dict(type="gaussian", std=0.001))
+    n.loss = L.EuclideanLoss(n.pose, n.label)
+    net = caffe_net(n, force_backward=False)
+    net.blobs["data"].data[...] = np.concatenate([inp["src"][:, :3], inp["tgt"][:, :3]], 1) if \
+        inp["src"].shape[1] >= 3 else 0
+
+    def run():
+        net.forward()
+        net.backward()
+    return run
+
+
+def main():
+    args = parse_args()
+    try:
+        import torch
+    except ImportError:
+        sys.exit("bench_layers.py needs torch (benchmark only): .venv/bin/pip install torch==2.13.0")
+    rng = np.random.default_rng(0)
+    inp = make_inputs(args, rng)
+    caffe_runs = caffe_cases(inp)
+    torch_runs = torch_cases(inp)
+    print(f"N={args.batch} C={args.channels} H={args.height} W={args.width} float32, forward+backward, median of "
+          f"{args.repeats}; torch {torch.__version__} with {torch.get_num_threads()} threads, "
+          f"numba threads {os.environ.get('NUMBA_NUM_THREADS', 'default')}")
+    print(f"{'case':32s} {'pygeometry/caffe ms':>20s} {'torch ms':>10s} {'ratio':>7s}")
+    results = {}
+    for name, (run, _) in caffe_runs.items():
+        # Alternate blocks of runs (not single runs): the thread pools of numba and torch spin for a while
+        # after a call, and interleaving single calls would make each pay for the other's spinning.
+        ours, ref = [], []
+        block = max(1, args.repeats // 3)
+        for _ in range(3):
+            ours += [median_time(run, 1, warmup=0) for _ in range(block + 1)][1:]
+            ref += [median_time(torch_runs[name], 1, warmup=0) for _ in range(block + 1)][1:]
+        a, b = statistics.median(ours), statistics.median(ref)
+        results[name] = a
+        print(f"{name:32s} {a * 1e3:20.2f} {b * 1e3:10.2f} {a / b:7.2f}")
+    if not args.no_alexnet:
+        t_alex = median_time(alexnet_iteration(inp), args.alexnet_repeats, warmup=1)
+        chain = results["chain"]
+        print(f"\nAlexNet early-fusion forward+backward (caffe, same N, H, W): {t_alex * 1e3:.1f} ms; "
+              f"chain = {100 * chain / t_alex:.1f}% of it")
+
+
+if __name__ == "__main__":
+    main()
