@@ -124,6 +124,7 @@ cat > "$VENV/bin/caffe.tmp" <<EOF
 # scripts/install/setup.sh). Python layers in a prototxt import from: the current directory, the repo, the venv.
 export PYTHONPATH="\${PYTHONPATH:+\$PYTHONPATH:}\$PWD:$REPO:$SITE:$CAFFE_HOME/src/python"
 export GLOG_minloglevel="\${GLOG_minloglevel:-0}"
+export GLOG_logtostderr="\${GLOG_logtostderr:-1}"  # log to the terminal, not to files in /tmp
 exec "$CAFFE_BIN" "\$@"
 EOF
 chmod +x "$VENV/bin/caffe.tmp" && mv "$VENV/bin/caffe.tmp" "$VENV/bin/caffe"
