@@ -4,11 +4,14 @@ motion between two rendered views by training a 6-DoF pose with `caffe train`, u
 loss of the layer chain SE3Generator -> Transform3DGrid -> PinholeProjection -> BilinearWarp -> PhotometricLoss.
 
 Steps (all under --out, default runs/pose_fit/):
-  1. render a source/target pair with exact depth and pose (pygeometry.render, independent of the layers),
-     save it as an HDF5 split (the dataset format) and a PNG of the pair;
-  2. write net.prototxt (HDF5Data -> Parameter xi (starts at identity) -> the chain) and solver.prototxt;
-  3. run Caffe's command-line tool `.venv/bin/caffe train -solver solver.prototxt` (a real Caffe process);
-  4. read the learned xi from the final .caffemodel, print the pose error and the photometric error before
+  1. render a source/target pair with exact depth and pose (pygeometry.render, independent of the layers) at
+     each pyramid level (1/4, 1/2 and full resolution by default: the same scene and poses, anti-aliased),
+     saved as HDF5 splits (the dataset format);
+  2. per level, write net.prototxt (HDF5Data -> Parameter xi -> the chain) and solver.prototxt, and run Caffe's
+     command-line tool `.venv/bin/caffe train -solver solver.prototxt [-weights <previous level>]` (a real
+     Caffe process); xi starts at the identity and each level starts from the previous level's result
+     (coarse to fine: direct photometric alignment has a narrow basin at full resolution);
+  3. read the learned xi from the final .caffemodel, print the pose error and the photometric error before
      and after, and save before/after warps as a PNG.
 """
 from __future__ import annotations
@@ -35,7 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--height", type=int, default=128, help="image height (default 128)")
     p.add_argument("--width", type=int, default=416, help="image width (default 416)")
     p.add_argument("--motion", default="handheld", choices=["handheld", "driving", "mixed"], help="camera motion")
-    p.add_argument("--iters", type=int, default=300, help="caffe train iterations (default 300)")
+    p.add_argument("--iters", type=int, default=150, help="caffe train iterations per level (default 150)")
+    p.add_argument("--levels", type=int, default=3, help="pyramid levels, each halving the size (default 3)")
     p.add_argument("--lr", type=float, default=0.004, help="Adam learning rate (default 0.004)")
     p.add_argument("--alpha", type=float, default=0.85, help="SSIM weight of the photometric loss")
     p.add_argument("--caffe", default=str(REPO / ".venv" / "bin" / "caffe"), help="Caffe command-line tool")
@@ -95,13 +99,13 @@ def save_figure(path: Path, pair, before, after):
     import cv2
 
     def rgb8(img):
-        return (np.clip(img.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)[:, :, ::-1]
+        return np.ascontiguousarray((np.clip(img.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)[:, :, ::-1])
 
     tgt = pair["tgt"]
     rows = [np.hstack([rgb8(pair["src"]), rgb8(tgt)]),
             np.hstack([rgb8(before), rgb8(np.abs(before - tgt) * 3)]),
             np.hstack([rgb8(after), rgb8(np.abs(after - tgt) * 3)])]
-    grid = np.vstack(rows)
+    grid = np.ascontiguousarray(np.vstack(rows))
     labels = ["source", "target", "warped, identity pose", "|error| x3, before", "warped, trained pose",
               "|error| x3, after"]
     h, w = tgt.shape[1:]
@@ -127,25 +131,31 @@ def main(argv=None):
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    pair = render_pair(args.seed, height=args.height, width=args.width, motion=args.motion)
-    list_file = write_pair(out, pair)
-    net_file, solver_file = out / "net.prototxt", out / "solver.prototxt"
-    net_file.write_text(net_prototxt(list_file, args.alpha))
-    solver_file.write_text(solver_prototxt(net_file, out, args.iters, args.lr))
-    print(f"[1/3] rendered a {args.motion} pair {args.height}x{args.width} (seed {args.seed}) into {out}")
-
-    cmd = [args.caffe, "train", "-solver", str(solver_file)]
-    print(f"[2/3] {' '.join(cmd)}")
-    env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    with open(out / "caffe_train.log", "w") as log:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.exit(f"caffe train failed (exit {proc.returncode}); see {out / 'caffe_train.log'}")
-    weights = out / f"pose_iter_{args.iters}.caffemodel"
     import caffe
 
-    trained = caffe.Net(str(net_file), caffe.TEST, weights=str(weights))
-    xi_est = trained.params["xi"][0].data.copy()
+    weights = None
+    for level in reversed(range(args.levels)):
+        h, w = args.height >> level, args.width >> level
+        level_dir = out / f"level{level}_{h}x{w}"
+        level_dir.mkdir(exist_ok=True)
+        pair = render_pair(args.seed, height=h, width=w, motion=args.motion, supersample=2 << level)
+        list_file = write_pair(level_dir, pair)
+        net_file, solver_file = level_dir / "net.prototxt", level_dir / "solver.prototxt"
+        net_file.write_text(net_prototxt(list_file, args.alpha))
+        solver_file.write_text(solver_prototxt(net_file, level_dir, args.iters, args.lr))
+        cmd = [args.caffe, "train", "-solver", str(solver_file)] + (["-weights", str(weights)] if weights else [])
+        print(f"[level {level}: {h}x{w}] {' '.join(cmd)}")
+        env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
+        log_file = level_dir / "caffe_train.log"
+        with open(log_file, "w") as log:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            sys.exit(f"caffe train failed (exit {proc.returncode}); see {log_file}")
+        weights = level_dir / f"pose_iter_{args.iters}.caffemodel"
+        xi_level = caffe.Net(str(net_file), caffe.TEST, weights=str(weights)).params["xi"][0].data.copy()
+        t_err, r_err = pose_errors(xi_level, pair["src_T_tgt"])
+        print(f"    pose error after this level: {t_err:.4f} m, {r_err:.3f} deg")
+    xi_est = xi_level
 
     loss_before, warped_before, _ = evaluate(net_file, None, np.zeros((1, 6), np.float32))
     loss_after, warped_after, _ = evaluate(net_file, None, xi_est)
@@ -159,13 +169,13 @@ def main(argv=None):
         "rotation_error_deg": {"identity": r_id, "trained": r_err}, "seconds": round(time.time() - t0, 1),
     }
     (out / "result.json").write_text(json.dumps(result, indent=2))
-    print("[3/3] results (identity pose -> pose trained by caffe train on the photometric loss):")
+    print(f"results at {args.height}x{args.width} (identity pose -> pose trained by caffe train on the photometric loss):")
     print(f"  photometric loss   {loss_before:.4f} -> {loss_after:.4f}")
     print(f"  translation error  {t_id:.4f} m -> {t_err:.4f} m")
     print(f"  rotation error     {r_id:.3f} deg -> {r_err:.3f} deg")
     print(f"  xi ground truth    {np.round(pair['xi_gt'], 4).tolist()}")
-    print(f"  xi trained         {xi_est.ravel().round(4).tolist()}")
-    print(f"  figure {out / 'pose_fit.png'}, log {out / 'caffe_train.log'}, {result['seconds']} s")
+    print(f"  xi trained         {[round(float(v), 4) for v in xi_est.ravel()]}")
+    print(f"  figure {out / 'pose_fit.png'}, logs {out}/level*/caffe_train.log, {result['seconds']} s")
     return result
 
 
