@@ -52,7 +52,7 @@ def test_two_views_are_geometrically_consistent():
     inside = (ui >= 1) & (ui < 159) & (vi >= 1) & (vi < 63) & (np.abs(u - ui) < 0.05) & (np.abs(v - vi) < 0.05)
     assert inside.sum() > 20
     src_z = pair["src_depth"][0, vi[inside], ui[inside]]
-    agree = np.abs(src_z - Q[2, inside]) < 1e-3 * Q[2, inside]
+    agree = np.abs(src_z - Q[2, inside]) < 5e-3 * Q[2, inside]  # within 0.05 px of a centre: slant
     assert agree.mean() > 0.8, agree.mean()
 
 
