@@ -53,7 +53,8 @@ def test_caffe_train_learns_a_pose_from_photometric_loss(tmp_path):
 
 
 def test_scripts_have_help():
-    for script in ("train_pose_fit.py", "bench_layers.py"):
+    for script in ("train_pose_fit.py", "bench_layers.py", "make_dataset.py", "show_dataset.py", "convert_kitti.py",
+                   "convert_tum.py"):
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
                               text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout, script

@@ -92,37 +92,46 @@ def _random_texture(rng, size):
 
 
 def _cast(scene, world_T_cam, K, xs, ys):
-    """Cast rays through pixel positions xs, ys (arrays of equal shape) -> (rgb (..., 3), depth (...))."""
+    """Cast rays through pixel positions xs, ys (arrays of equal shape) -> (rgb (..., 3), depth (...)).
+
+    Visibility first (nearest hit per ray over all rectangles), then one texture lookup per visible ray.
+    """
     fx, fy, cx, cy = K
     R, c = world_T_cam[:3, :3], world_T_cam[:3, 3]
-    rays_cam = np.stack([(xs - cx) / fx, (ys - cy) / fy, np.ones_like(xs)], axis=-1)
+    rays_cam = np.stack([(xs - cx) / fx, (ys - cy) / fy, np.ones_like(xs)], axis=-1).reshape(-1, 3)
     d = rays_cam @ R.T                                  # world directions; hit = c + z d with z the depth
-    best = np.full(xs.shape, np.inf)
-    rgb = np.zeros(xs.shape + (3,), np.float32)
-    for rect in scene.rectangles:
+    best = np.full(len(d), np.inf)
+    owner = np.full(len(d), -1)
+    coord_s, coord_r = np.zeros(len(d)), np.zeros(len(d))
+    for k, rect in enumerate(scene.rectangles):
         normal = np.cross(rect.u, rect.v)
+        offset = np.dot(rect.origin - c, normal)
+        if abs(offset) < 1e-12:
+            continue  # the camera lies in the plane: the rectangle is seen edge-on
         denom = d @ normal
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.dot(rect.origin - c, normal) / denom
-        hit = np.isfinite(z) & (z > NEAR) & (z < best)
-        if not hit.any():
+            z = offset / denom
+        hit = np.flatnonzero((z > NEAR) & (z < best))
+        if hit.size == 0:
             continue
-        p = c + z[hit][:, None] * d[hit] - rect.origin
+        p = c + z[hit, None] * d[hit] - rect.origin
         s = p @ rect.u / np.dot(rect.u, rect.u)
         r = p @ rect.v / np.dot(rect.v, rect.v)
         inside = (s >= 0) & (s <= 1) & (r >= 0) & (r <= 1)
-        idx = np.flatnonzero(hit)[inside]
-        if idx.size == 0:
-            continue
-        best.flat[idx] = z[hit][inside]
+        idx = hit[inside]
+        best[idx], owner[idx], coord_s[idx], coord_r[idx] = z[idx], k, s[inside], r[inside]
+    rgb = np.zeros((len(d), 3), np.float32)
+    for k in np.unique(owner[owner >= 0]):
+        rect = scene.rectangles[k]
+        idx = np.flatnonzero(owner == k)
         th, tw = rect.texture.shape[:2]
         # Bilinear texture filtering with wrap-around (tiling), centres of texels at integers.
-        map_x = (s[inside] * rect.repeat[0] * tw - 0.5).astype(np.float32)[:, None]
-        map_y = (r[inside] * rect.repeat[1] * th - 0.5).astype(np.float32)[:, None]
+        map_x = (coord_s[idx] * rect.repeat[0] * tw - 0.5).astype(np.float32)[:, None]
+        map_y = (coord_r[idx] * rect.repeat[1] * th - 0.5).astype(np.float32)[:, None]
         colour = cv2.remap(rect.texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-        rgb.reshape(-1, 3)[idx] = colour.reshape(-1, 3) * rect.brightness
+        rgb[idx] = colour.reshape(-1, 3) * rect.brightness
     depth = np.where(np.isfinite(best), best, 0.0)
-    return rgb, depth
+    return rgb.reshape(xs.shape + (3,)), depth.reshape(xs.shape)
 
 
 def render(scene, world_T_cam, K, height, width, supersample=1):
