@@ -1,44 +1,92 @@
 """Rendered scenes with exact depth and pose: the ground truth the layers and networks are checked against.
 
-Independent of pygeometry.kernels and pygeometry.layers on purpose (ray casting + cv2 texture lookup).
+Independent of pygeometry.kernels and pygeometry.layers on purpose (numpy ray casting + cv2 texture lookup,
+cv2.Rodrigues for poses); imports neither caffe nor any other pygeometry module.
+
+Public API:
+    render_pair(seed, height=128, width=416, motion="handheld", supersample=2, ...) -> dict of a view pair
+    render(scene, world_T_cam, K, height, width, supersample=1) -> image (3, H, W), depth (1, H, W)
+    Rectangle, Scene, box, room_scene, corridor_scene: scene building
+    sample_motion, pose_vector_from_matrix, matrix_from_pose_vector, MOTIONS: camera motion
+    load_texture, TEXTURE_NAMES: textures
+    default_K(height, width): fx = fy = 0.6 W, cx = (W - 1)/2, cy = (H - 1)/2
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .camera_motion import MOTIONS, matrix_from_pose_vector, pose_vector_from_matrix, sample_motion
-from .scene import Rectangle, Scene, box, render, room_scene
+from .scene import Rectangle, Scene, box, corridor_scene, render, room_scene
 from .textures import TEXTURE_NAMES, load_texture
 
 
+SCENES = ("room", "corridor")
+
+
 def default_K(height, width):
-    """Intrinsics [fx, fy, cx, cy] for a render: fx = fy = 0.6 W (about 80 deg horizontal field of view at
-    128x416, KITTI-like), principal point at the image centre ((W - 1)/2, (H - 1)/2)."""
+    """Default intrinsics of a render.
+
+    Convention: fx = fy = 0.6 W (a horizontal field of view of 2 atan(1 / 1.2) = 79.6 deg, about KITTI's
+    81 deg at 128 x 416), principal point at the image centre ((W - 1)/2, (H - 1)/2) with pixel centres at
+    integers. At 128 x 416: [249.6, 249.6, 207.5, 63.5].
+
+    Args:
+        height, width: image size H, W.
+
+    Returns:
+        K (4,) float64 [fx, fy, cx, cy].
+    """
     f = 0.6 * width
     return np.array([f, f, (width - 1) / 2, (height - 1) / 2])
 
 
 def render_pair(seed, height=128, width=416, motion="handheld", supersample=2, motion_scale=1.0,
-                photometric_jitter=0.0):
-    """A rendered source/target pair with exact ground truth, deterministic from seed.
+                photometric_jitter=0.0, scene="room"):
+    """A rendered source/target pair with exact ground-truth depth and pose, deterministic from seed.
 
-    photometric_jitter j > 0 makes the views differ as real cameras do: the source gets an exposure gain in
-    [1 - j, 1 + j] and a colour cast of up to j/2 per channel, and both views get Gaussian noise of std j/10
-    (clipped to [0, 1]). The geometry (depth, pose) is unaffected.
+    The target camera is placed near the origin of a closed scene looking along +z (so every target ray hits a
+    surface); the source camera is world_T_src = world_T_tgt @ inv(src_T_tgt) with src_T_tgt from
+    sample_motion(rng, motion, motion_scale). Both views are ray cast with render().
 
-    Returns a dict: src, tgt (3, H, W) float32 RGB in [0, 1]; tgt_depth, src_depth (1, H, W) float32 (z, m);
-    K (4,) float32; src_T_tgt (4, 4) float64; xi_gt (6,) float64 ([t, axis-angle w]); world_T_tgt (4, 4).
+    Args:
+        seed: int, the only source of randomness (scene, textures, camera pose, motion, jitter).
+        height, width: image size H, W.
+        motion: "driving", "handheld" or "mixed" (see sample_motion).
+        supersample: anti-aliasing rays per pixel side (colour only; depth is exact at pixel centres).
+        motion_scale: multiplies every motion magnitude.
+        photometric_jitter: j > 0 makes the views differ as real cameras do: the source gets an exposure gain
+            in [1 - j, 1 + j] and a colour cast of up to j/2 per channel, and both views get Gaussian noise of
+            std j/10 (clipped to [0, 1]). The geometry (depth, pose) is unaffected.
+        scene: "room" (6 x 3 x 16 m room with 4 boxes, the default) or "corridor" (3 x 2.6 x 40 m corridor
+            with 8 boxes along the walls).
+
+    Returns:
+        dict with
+            src, tgt: (3, H, W) float32 RGB in [0, 1];
+            tgt_depth, src_depth: (1, H, W) float32 camera-frame z (m), 0 where no surface is hit;
+            K: (4,) float32 [fx, fy, cx, cy] (default_K);
+            src_T_tgt: (4, 4) float64, maps target-camera points into the source camera;
+            xi_gt: (6,) float64 [tx, ty, tz, wx, wy, wz] with src_T_tgt = [[Rodrigues(w), t], [0, 1]];
+            world_T_tgt: (4, 4) float64 target camera pose in the scene.
     """
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; known: {SCENES}")
     rng = np.random.default_rng(seed)
-    scene = room_scene(rng)
+    if scene == "room":
+        world = room_scene(rng)
+        world_T_tgt = matrix_from_pose_vector(np.concatenate([
+            [rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.3), rng.uniform(-0.5, 1.0)],
+            [rng.uniform(-0.05, 0.05), rng.uniform(-0.3, 0.3), rng.uniform(-0.03, 0.03)]]))
+    else:
+        world = corridor_scene(rng)
+        world_T_tgt = matrix_from_pose_vector(np.concatenate([
+            [rng.uniform(-0.3, 0.3), rng.uniform(-0.2, 0.3), rng.uniform(-0.5, 1.0)],
+            [rng.uniform(-0.05, 0.05), rng.uniform(-0.1, 0.1), rng.uniform(-0.03, 0.03)]]))
     K = default_K(height, width)
-    world_T_tgt = matrix_from_pose_vector(np.concatenate([
-        [rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.3), rng.uniform(-0.5, 1.0)],
-        [rng.uniform(-0.05, 0.05), rng.uniform(-0.3, 0.3), rng.uniform(-0.03, 0.03)]]))
     src_T_tgt = sample_motion(rng, motion, motion_scale)
     world_T_src = world_T_tgt @ np.linalg.inv(src_T_tgt)
-    tgt, tgt_depth = render(scene, world_T_tgt, K, height, width, supersample)
-    src, src_depth = render(scene, world_T_src, K, height, width, supersample)
+    tgt, tgt_depth = render(world, world_T_tgt, K, height, width, supersample)
+    src, src_depth = render(world, world_T_src, K, height, width, supersample)
     if photometric_jitter > 0:
         j = photometric_jitter
         gain = rng.uniform(1 - j, 1 + j) * (1 + rng.uniform(-j / 2, j / 2, size=(3, 1, 1)))
@@ -50,6 +98,6 @@ def render_pair(seed, height=128, width=416, motion="handheld", supersample=2, m
             "src_T_tgt": src_T_tgt, "xi_gt": pose_vector_from_matrix(src_T_tgt), "world_T_tgt": world_T_tgt}
 
 
-__all__ = ["MOTIONS", "Rectangle", "Scene", "TEXTURE_NAMES", "box", "default_K", "load_texture",
-           "matrix_from_pose_vector", "pose_vector_from_matrix", "render", "render_pair", "room_scene",
-           "sample_motion"]
+__all__ = ["MOTIONS", "Rectangle", "SCENES", "Scene", "TEXTURE_NAMES", "box", "corridor_scene", "default_K",
+           "load_texture", "matrix_from_pose_vector", "pose_vector_from_matrix", "render", "render_pair",
+           "room_scene", "sample_motion"]

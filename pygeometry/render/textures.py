@@ -13,6 +13,7 @@ PHOTOS = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass",
           "clock", "immunohistochemistry", "hubble_deep_field", "retina")
 PROCEDURAL = ("value_noise", "checker", "stripes")
 TEXTURE_NAMES = PHOTOS + PROCEDURAL
+ALIASES = {"checkerboard": "checker", "noise": "value_noise"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -62,7 +63,20 @@ def procedural(name: str, seed: int, size: int = 256) -> np.ndarray:
 
 
 def load_texture(name: str, size: int = 256, seed: int = 0) -> np.ndarray:
-    """Texture by name (see TEXTURE_NAMES) as (size, size, 3) float32 RGB in [0, 1]."""
+    """Texture by name as a square float32 RGB image in [0, 1].
+
+    Photographs come from the images bundled with scikit-image (no download), resized with area averaging;
+    grayscale ones are replicated to RGB. Procedural ones are made from a numpy RNG seeded with seed.
+
+    Args:
+        name: one of TEXTURE_NAMES (or an alias in ALIASES: "checkerboard", "noise").
+        size: output side length in pixels.
+        seed: seed of the procedural textures (ignored for photographs).
+
+    Returns:
+        (size, size, 3) float32 RGB in [0, 1] (photographs are cached and read-only).
+    """
+    name = ALIASES.get(name, name)
     if name in PHOTOS:
         return _photo(name, size)
     if name in PROCEDURAL:
