@@ -18,6 +18,7 @@ import tempfile
 import time
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as scripts/train.py: OpenBLAS's pool fights numba's
 
 import numpy as np  # noqa: E402
 
@@ -255,12 +256,14 @@ def main():
     print(f"{'case':32s} {'pygeometry/caffe ms':>20s} {'torch ms':>10s} {'ratio':>7s}")
     results = {}
     for name, (run, _) in caffe_runs.items():
-        # Alternate blocks of runs (not single runs): the thread pools of numba and torch spin for a while
-        # after a call, and interleaving single calls would make each pay for the other's spinning.
+        # Alternate blocks of runs (not single runs), with a pause before each: the thread pools of numba,
+        # OpenMP (torch) and OpenBLAS spin for a while after a call, and would make the other side pay.
         ours, ref = [], []
         block = max(1, args.repeats // 3)
         for _ in range(3):
+            time.sleep(0.3)  # let the other side's spinning worker threads go to sleep first
             ours += [median_time(run, 1, warmup=0) for _ in range(block + 1)][1:]
+            time.sleep(0.3)
             ref += [median_time(torch_runs[name], 1, warmup=0) for _ in range(block + 1)][1:]
         a, b = statistics.median(ours), statistics.median(ref)
         results[name] = a

@@ -1,0 +1,128 @@
+"""Pose networks as NetSpec: supervised sanity check, late fusion and early fusion with the photometric loss.
+
+Every network has three versions written by scripts/make_prototxt.py into prototxt/: `<name>_train.prototxt`
+(HDF5Data on the train split), `<name>_val.prototxt` (HDF5Data on the val split) and `<name>_deploy.prototxt`
+(Input blobs src and tgt (N, 3, H, W) -> xi (N, 6)).
+
+Convention (stated once, here): dataset images are RGB in [0, 1]; the trunk sees 255 * BGR - 117, i.e. the
+BVLC AlexNet input range and channel order (117 is the mean of BVLC's per-channel means 104, 117, 123), so
+bvlc_alexnet.caffemodel weights apply unchanged. The pose xi = [t, w] predicts src_T_tgt; the last layer's
+output is multiplied by POSE_SCALE so the network starts near the identity pose.
+"""
+from __future__ import annotations
+
+from . import netspec as G
+from .models import alexnet_trunk
+
+NETWORKS = ("supervised_pose", "late_fusion_photometric", "early_fusion_photometric")
+POSE_SCALE = 0.01
+MEAN = 117.0
+
+
+def _layers():
+    from caffe import layers as L, params as P  # noqa: F401  (lazy: pygeometry does not need caffe)
+
+    return L, P
+
+
+def preprocess(n, rgb, name):
+    """RGB [0, 1] (N, 3, H, W) -> 255 * BGR - MEAN, as a top named `name`."""
+    L, _ = _layers()
+    r, g, b = L.Slice(rgb, slice_param=dict(axis=1, slice_point=[1, 2]), ntop=3)
+    setattr(n, f"{name}_r", r)
+    setattr(n, f"{name}_g", g)
+    setattr(n, f"{name}_b", b)
+    bgr = L.Concat(b, g, r, axis=1)
+    setattr(n, f"{name}_bgr", bgr)
+    out = L.Power(bgr, scale=255.0, shift=-MEAN)
+    setattr(n, name, out)
+    return out
+
+
+def pose_head(n, features, hidden=512):
+    """features -> fc_pose1 (hidden, ReLU) -> fc_pose (6) -> xi = POSE_SCALE * fc_pose."""
+    L, _ = _layers()
+    n.fc_pose1 = L.InnerProduct(features, num_output=hidden, weight_filler=dict(type="msra"),
+                                bias_filler=dict(type="constant", value=0))
+    n.relu_pose1 = L.ReLU(n.fc_pose1, in_place=True)
+    n.fc_pose = L.InnerProduct(n.relu_pose1, num_output=6, weight_filler=dict(type="gaussian", std=0.01),
+                               bias_filler=dict(type="constant", value=0))
+    n.xi = L.Power(n.fc_pose, scale=POSE_SCALE)
+    return n.xi
+
+
+def _trunk_features(n, kind, src, tgt, fc, lr_mult):
+    L, _ = _layers()
+    if kind == "early":
+        n.pair = L.Concat(src, tgt, axis=1)  # 6 channels: source BGR, then target BGR
+        return alexnet_trunk(n, n.pair, fc=fc, lr_mult=lr_mult)
+    feat_src = alexnet_trunk(n, src, prefix="src_", share=True, fc=fc, lr_mult=lr_mult)
+    feat_tgt = alexnet_trunk(n, tgt, prefix="tgt_", share=True, fc=fc, lr_mult=lr_mult)
+    n.features = L.Concat(feat_src, feat_tgt, axis=1)
+    return n.features
+
+
+def pose_net(name, phase, source=None, batch_size=8, height=128, width=416, fc=False, alpha=0.85,
+             trunk_lr_mult=1.0, rotation_weight=100.0):
+    """NetSpec of a pose network.
+
+    Args:
+        name: one of NETWORKS.
+        phase: "train", "val" (HDF5Data from `source`) or "deploy" (Input src, tgt of batch_size, height, width).
+        fc: include AlexNet's fc6/fc7 in the trunk (else the head sits on pool5).
+        alpha: SSIM weight of the photometric loss.
+        trunk_lr_mult: learning-rate multiplier of the trunk (0 freezes it).
+        rotation_weight: weight of the rotation term of the supervised loss (radians are ~10x smaller than m).
+    """
+    L, _ = _layers()
+    import caffe
+
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r}; known: {NETWORKS}")
+    n = caffe.NetSpec()
+    if phase == "deploy":
+        n.src = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
+        n.tgt = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
+    elif phase in ("train", "val"):
+        n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = L.HDF5Data(source=source, batch_size=batch_size,
+                                                             shuffle=phase == "train", ntop=5)
+    else:
+        raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
+    src = preprocess(n, n.src, "src_pre")
+    tgt = preprocess(n, n.tgt, "tgt_pre")
+    kind = "late" if name in ("supervised_pose", "late_fusion_photometric") else "early"
+    features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult)
+    xi = pose_head(n, features)
+    if phase == "deploy":
+        return n
+    if name == "supervised_pose":
+        n.xi_t, n.xi_w = L.Slice(xi, slice_param=dict(axis=1, slice_point=[3]), ntop=2)
+        n.gt_t, n.gt_w = L.Slice(n.xi_gt, slice_param=dict(axis=1, slice_point=[3]), ntop=2)
+        n.loss_t = L.EuclideanLoss(n.xi_t, n.gt_t, loss_weight=1.0)
+        n.loss_w = L.EuclideanLoss(n.xi_w, n.gt_w, loss_weight=rotation_weight)
+        n.silence = L.Silence(n.tgt_depth, n.K, ntop=0)
+        return n
+    n.src_T_tgt = G.se3_generator(xi)
+    n.points_src = G.transform_3d_grid(n.tgt_depth, n.src_T_tgt, K_blob=n.K)
+    n.coords_src, n.proj_valid = G.pinhole_projection(n.points_src, K_blob=n.K, with_valid=True)
+    # The loss averages over the pixels with a known target depth (a property of the data), never over a mask
+    # that depends on the prediction: with the warp's inside-the-image mask or the projection's z > eps mask,
+    # the network lowered the loss by pushing pixels out of view or behind the camera (seen here: 4 m and
+    # 150 degree poses with loss 0 after 250 iterations). Border padding makes out-of-view samples cost.
+    n.warped, n.warp_valid = G.bilinear_warp(n.src, n.coords_src, padding="border", with_valid=True)
+    n.depth_valid = L.Threshold(n.tgt_depth, threshold=0.0)
+    n.loss = G.photometric_loss(n.warped, n.tgt, n.depth_valid, alpha=alpha)
+    n.silence = L.Silence(n.proj_valid, n.warp_valid, n.xi_gt, ntop=0)
+    return n
+
+
+def solver_text(name, train_net, val_net, snapshot_prefix, max_iter=6000, base_lr=2e-4, test_interval=500,
+                test_iter=25, stepsize=None):
+    """A solver for pose_net: Adam, step schedule, snapshots, periodic tests on the val net."""
+    stepsize = stepsize or max(1, int(max_iter * 0.6))
+    return "\n".join([
+        f'train_net: "{train_net}"', f'test_net: "{val_net}"', f"test_iter: {test_iter}",
+        f"test_interval: {test_interval}", "test_initialization: false", 'type: "Adam"', f"base_lr: {base_lr}",
+        "momentum: 0.9", "momentum2: 0.999", "weight_decay: 0.0001", 'lr_policy: "step"', "gamma: 0.1",
+        f"stepsize: {stepsize}", f"max_iter: {max_iter}", "display: 50", f"snapshot: {test_interval * 2}",
+        f'snapshot_prefix: "{snapshot_prefix}"', "solver_mode: CPU", ""])
