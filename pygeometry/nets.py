@@ -42,7 +42,7 @@ def preprocess(n, rgb, name):
 def pose_head(n, features, hidden=512):
     """features -> fc_pose1 (hidden, ReLU) -> fc_pose (6) -> xi = POSE_SCALE * fc_pose."""
     L, _ = _layers()
-    n.fc_pose1 = L.InnerProduct(features, num_output=hidden, weight_filler=dict(type="msra"),
+    n.fc_pose1 = L.InnerProduct(features, num_output=hidden, weight_filler=dict(type="gaussian", std=0.005),
                                 bias_filler=dict(type="constant", value=0))
     n.relu_pose1 = L.ReLU(n.fc_pose1, in_place=True)
     n.fc_pose = L.InnerProduct(n.relu_pose1, num_output=6, weight_filler=dict(type="gaussian", std=0.01),
@@ -63,7 +63,7 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult):
 
 
 def pose_net(name, phase, source=None, batch_size=8, height=128, width=416, fc=False, alpha=0.85,
-             trunk_lr_mult=1.0, rotation_weight=100.0):
+             trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(5, 11)):
     """NetSpec of a pose network.
 
     Args:
@@ -73,8 +73,9 @@ def pose_net(name, phase, source=None, batch_size=8, height=128, width=416, fc=F
         alpha: SSIM weight of the photometric loss.
         trunk_lr_mult: learning-rate multiplier of the trunk (0 freezes it).
         rotation_weight: weight of the rotation term of the supervised loss (radians are ~10x smaller than m).
+        blur_sizes: box-blur sizes of the extra photometric losses on blurred images (photometric nets).
     """
-    L, _ = _layers()
+    L, P = _layers()
     import caffe
 
     if name not in NETWORKS:
@@ -112,17 +113,31 @@ def pose_net(name, phase, source=None, batch_size=8, height=128, width=416, fc=F
     n.warped, n.warp_valid = G.bilinear_warp(n.src, n.coords_src, padding="border", with_valid=True)
     n.depth_valid = L.Threshold(n.tgt_depth, threshold=0.0)
     n.loss = G.photometric_loss(n.warped, n.tgt, n.depth_valid, alpha=alpha)
-    n.silence = L.Silence(n.proj_valid, n.warp_valid, n.xi_gt, ntop=0)
+    silenced = [n.proj_valid, n.warp_valid, n.xi_gt]
+    # Blurred copies of the same comparison widen the basin of the loss (coarse to fine in one loss): the
+    # source is blurred before warping and the target alike, the geometry (K, depth) is unchanged.
+    for k in blur_sizes:
+        src_blur = L.Pooling(n.src, pool=P.Pooling.AVE, kernel_size=k, stride=1, pad=k // 2)
+        tgt_blur = L.Pooling(n.tgt, pool=P.Pooling.AVE, kernel_size=k, stride=1, pad=k // 2)
+        setattr(n, f"src_blur{k}", src_blur)
+        setattr(n, f"tgt_blur{k}", tgt_blur)
+        warped, valid = G.bilinear_warp(src_blur, n.coords_src, padding="border", with_valid=True)
+        setattr(n, f"warped_blur{k}", warped)
+        setattr(n, f"warp_valid_blur{k}", valid)
+        silenced.append(valid)
+        setattr(n, f"loss_blur{k}", G.photometric_loss(warped, tgt_blur, n.depth_valid, alpha=alpha))
+    n.silence = L.Silence(*silenced, ntop=0)
     return n
 
 
-def solver_text(name, train_net, val_net, snapshot_prefix, max_iter=6000, base_lr=2e-4, test_interval=500,
-                test_iter=25, stepsize=None):
+def solver_text(name, train_net, val_net, snapshot_prefix, max_iter=6000, base_lr=1e-4, test_interval=500,
+                test_iter=25, stepsize=None, clip_gradients=10.0):
     """A solver for pose_net: Adam, step schedule, snapshots, periodic tests on the val net."""
     stepsize = stepsize or max(1, int(max_iter * 0.6))
     return "\n".join([
         f'train_net: "{train_net}"', f'test_net: "{val_net}"', f"test_iter: {test_iter}",
         f"test_interval: {test_interval}", "test_initialization: false", 'type: "Adam"', f"base_lr: {base_lr}",
         "momentum: 0.9", "momentum2: 0.999", "weight_decay: 0.0001", 'lr_policy: "step"', "gamma: 0.1",
-        f"stepsize: {stepsize}", f"max_iter: {max_iter}", "display: 50", f"snapshot: {test_interval * 2}",
+        f"stepsize: {stepsize}", f"max_iter: {max_iter}", f"clip_gradients: {clip_gradients}", "display: 50",
+        f"snapshot: {test_interval * 2}",
         f'snapshot_prefix: "{snapshot_prefix}"', "solver_mode: CPU", ""])

@@ -4,7 +4,9 @@ PyTorch on the CPU (autograd; grid_sample with align_corners=True for the warp),
 against one AlexNet training iteration at the same size. Prints a table of medians and ratios.
 
 Targets (issue 3): chain SE3Generator -> Transform3DGrid -> PinholeProjection -> BilinearWarp at most 0.5x
-PyTorch's time, and under 10% of an AlexNet (early fusion, 6 channels) forward+backward.
+PyTorch's time, and under 10% of an AlexNet (early fusion, 6 channels) forward+backward. "chain" is the
+training configuration (gradients to xi and depth; the source image is data, as in the pose networks, where
+Caffe does not ask for its gradient); "chain + image grad" also differentiates the source image.
 
 torch is a benchmark-only dependency: `pip install torch==2.13.0` (`make bench` does it).
 """
@@ -111,12 +113,17 @@ def caffe_cases(inp):
         "BilinearWarp": spec(["src", "coords"], lambda n: setattr(n, "out", G.bilinear_warp(n.src, n.coords))),
     }
 
-    def chain(n):
-        n.T = G.se3_generator(n.xi)
-        n.points = G.transform_3d_grid(n.depth, n.T, K=K)
-        n.coords = G.pinhole_projection(n.points, K=K)
-        n.out = G.bilinear_warp(n.src, n.coords)
-    cases["chain"] = spec(["xi", "depth", "src"], chain)
+    def chain(image_grad):
+        def build(n):
+            n.T = G.se3_generator(n.xi)
+            n.points = G.transform_3d_grid(n.depth, n.T, K=K)
+            n.coords = G.pinhole_projection(n.points, K=K)
+            n.out = G.bilinear_warp(n.src, n.coords, propagate_down=[image_grad, True])
+        return build
+    # Training a pose (and later depth) network: the source image is data, gradients go to xi and depth.
+    cases["chain"] = spec(["xi", "depth", "src"], chain(False))
+    # The same with the gradient to the source image as well (e.g. warping learned feature maps).
+    cases["chain + image grad"] = spec(["xi", "depth", "src"], chain(True))
     cases["PhotometricLoss (alpha 0.85)"] = spec(
         ["src", "tgt"], lambda n: setattr(n, "out", G.photometric_loss(n.src, n.tgt, alpha=0.85)))
     runners = {}
@@ -185,6 +192,7 @@ def torch_cases(inp):
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True)  # noqa: E731
     xi, depth, src, tgt = t(inp["xi"]), t(inp["depth"]), t(inp["src"]), t(inp["tgt"])
+    src_data = torch.from_numpy(np.ascontiguousarray(inp["src"]))  # no gradient: the image is data
     with torch.no_grad():
         R0, t0 = se3(xi)
         points0 = grid(depth, R0, t0)
@@ -212,7 +220,8 @@ def torch_cases(inp):
         "Transform3DGrid": with_grad(lambda: grid(depth, T0[:, :3, :3], T0[:, :3, 3]), [depth, T0]),
         "PinholeProjection": with_grad(lambda: project(points0), [points0]),
         "BilinearWarp": with_grad(lambda: warp(src, coords0), [src, coords0]),
-        "chain": with_grad(lambda: warp(src, project(grid(depth, *se3(xi)))), [xi, depth, src]),
+        "chain": with_grad(lambda: warp(src_data, project(grid(depth, *se3(xi)))), [xi, depth]),
+        "chain + image grad": with_grad(lambda: warp(src, project(grid(depth, *se3(xi)))), [xi, depth, src]),
         "PhotometricLoss (alpha 0.85)": with_grad(lambda: ssim_l1(src, tgt), [src, tgt]),
     }
 

@@ -50,7 +50,7 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<network>)")
     p.add_argument("--iters", type=int, default=6000, help="training iterations (default 6000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam base learning rate (default 2e-4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam base learning rate (default 1e-4)")
     p.add_argument("--alpha", type=float, default=0.85, help="SSIM weight of the photometric loss")
     p.add_argument("--fc", action="store_true", help="keep AlexNet's fc6/fc7 in the trunk")
     p.add_argument("--trunk-lr-mult", type=float, default=1.0, help="trunk learning-rate multiplier (0 freezes)")
