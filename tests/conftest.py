@@ -3,8 +3,14 @@ import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def numeric_grad(f, x, eps=1e-6):
@@ -25,3 +31,15 @@ def numeric_grad(f, x, eps=1e-6):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(scope="session")
+def tiny_split(tmp_path_factory):
+    """A 48x80 synthetic dataset (8 train, 4 val, 4 test pairs) made by scripts/make_dataset.py: the smallest
+    input AlexNet's trunk accepts, so that networks and training run in seconds."""
+    out = tmp_path_factory.mktemp("tiny_split")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--out", str(out), "--train",
+                           "8", "--val", "4", "--test", "4", "--height", "48", "--width", "80", "--workers", "1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out

@@ -13,19 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py"), "--no-progress", "--batch", "2"]
 
 
-@pytest.fixture(scope="module")
-def split(tmp_path_factory):
-    out = tmp_path_factory.mktemp("split")
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--out", str(out), "--train",
-                           "6", "--val", "2", "--test", "3", "--height", "48", "--width", "80", "--workers", "1"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
-
-
-def test_train_evaluate_and_resume(tmp_path, split):
+def test_train_evaluate_and_resume(tmp_path, tiny_split):
     out = tmp_path / "run"
-    args = ["--data", str(split), "--out", str(out), "--val-interval", "3", "--snapshot-interval", "3"]
+    args = ["--data", str(tiny_split), "--out", str(out), "--val-interval", "3", "--snapshot-interval", "3"]
     proc = subprocess.run(TRAIN + args + ["--iters", "6"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for name in ("final.caffemodel", "deploy.prototxt", "solver.prototxt", "curves.png", "curves.csv", "train.log",
@@ -43,9 +33,9 @@ def test_train_evaluate_and_resume(tmp_path, split):
     assert [int(r.split(",")[0]) for r in rows if r.endswith("train")] == list(range(1, 10))
 
 
-def test_sigterm_stops_cleanly_with_a_snapshot(tmp_path, split):
+def test_sigterm_stops_cleanly_with_a_snapshot(tmp_path, tiny_split):
     out = tmp_path / "run"
-    proc = subprocess.Popen(TRAIN + ["--data", str(split), "--out", str(out), "--iters", "100000",
+    proc = subprocess.Popen(TRAIN + ["--data", str(tiny_split), "--out", str(out), "--iters", "100000",
                                      "--val-interval", "100000", "--snapshot-interval", "100000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
