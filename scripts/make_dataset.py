@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]

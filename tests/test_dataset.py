@@ -87,7 +87,7 @@ def test_contact_sheet_and_flow_agree_with_the_layers_kernels(dataset, tmp_path)
     sys.path.insert(0, str(REPO / "scripts"))
     import show_dataset
 
-    from pygeometry.kernels import projection_forward, se3_forward, transform_grid_forward
+    from pygeometry.kernels import projection_forward, transform_grid_forward
 
     with h5py.File(read_list_file(dataset / "val.txt")[0], "r") as f:
         depth, K, T = f["tgt_depth"][0], f["K"][0], f["src_T_tgt"][0]
