@@ -12,33 +12,43 @@ Convention:
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
 
 
+def _planes(x):
+    return np.ascontiguousarray(x).reshape(-1, x.shape[-2], x.shape[-1])
+
+
 def box3(x: np.ndarray) -> np.ndarray:
     """3x3 mean filter over the last two axes with reflection padding (numpy 'reflect' = BORDER_REFLECT_101)."""
-    p = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(1, 1), (1, 1)], mode="reflect")
-    rows = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
-    return (rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]) / 9.0
+    planes = _planes(x)
+    out = np.empty_like(planes)
+    for i in range(planes.shape[0]):
+        cv2.boxFilter(planes[i], -1, (3, 3), dst=out[i], normalize=True, borderType=cv2.BORDER_REFLECT_101)
+    return out.reshape(x.shape)
 
 
 def box3_adjoint(g: np.ndarray) -> np.ndarray:
-    """Adjoint (transpose) of :func:`box3`: <box3(x), g> == <x, box3_adjoint(g)>."""
+    """Adjoint (transpose) of :func:`box3`: <box3(x), g> == <x, box3_adjoint(g)>.
+
+    The mean filter of g zero-padded by one pixel gives the gradient on the padded grid; the reflected border
+    is then folded back: padded row 0 is original row 1, padded row H+1 is original row H-2 (same for columns).
+    """
     H, W = g.shape[-2:]
-    gp = np.zeros(g.shape[:-2] + (H + 2, W + 2), dtype=g.dtype)
-    g9 = g / 9.0
-    for dy in range(3):
-        for dx in range(3):
-            gp[..., dy:dy + H, dx:dx + W] += g9
-    # Fold the reflected border back: padded row 0 is original row 1, padded row H+1 is original row H-2.
-    gp[..., 2, :] += gp[..., 0, :]
-    gp[..., H - 1, :] += gp[..., H + 1, :]
-    gp[..., :, 2] += gp[..., :, 0]
-    gp[..., :, W - 1] += gp[..., :, W + 1]
-    return gp[..., 1:H + 1, 1:W + 1]
+    planes = _planes(g)
+    gp = np.zeros((planes.shape[0], H + 2, W + 2), dtype=g.dtype)
+    gp[:, 1:H + 1, 1:W + 1] = planes
+    for i in range(gp.shape[0]):
+        cv2.boxFilter(gp[i], -1, (3, 3), dst=gp[i], normalize=True, borderType=cv2.BORDER_CONSTANT)
+    gp[:, 2, :] += gp[:, 0, :]
+    gp[:, H - 1, :] += gp[:, H + 1, :]
+    gp[:, :, 2] += gp[:, :, 0]
+    gp[:, :, W - 1] += gp[:, :, W + 1]
+    return np.ascontiguousarray(gp[:, 1:H + 1, 1:W + 1]).reshape(g.shape)
 
 
 def ssim_map(x: np.ndarray, y: np.ndarray, with_cache: bool = False):
@@ -96,10 +106,10 @@ def photometric_forward(warped, target, mask=None, alpha=0.0):
     m, total = _weights(mask, warped.shape, warped.dtype)
     if total <= 0:
         return 0.0
-    x, y = warped.astype(np.float64), target.astype(np.float64)
-    e = (1 - alpha) * np.abs(x - y).mean(axis=1, keepdims=True)
+    x, y = warped, target
+    e = (1 - alpha) * np.abs(x - y).mean(axis=1, keepdims=True, dtype=np.float64)
     if alpha > 0:
-        e += alpha * ((1 - ssim_map(x, y)) / 2).mean(axis=1, keepdims=True)
+        e += alpha * ((1 - ssim_map(x, y)) / 2).mean(axis=1, keepdims=True, dtype=np.float64)
     return float((m * e).sum() / total)
 
 
@@ -115,8 +125,8 @@ def photometric_backward(warped, target, mask=None, alpha=0.0, need_target=False
     if total <= 0:
         zero = np.zeros_like(warped)
         return zero, (np.zeros_like(warped) if need_target else None)
-    x, y = warped.astype(np.float64), target.astype(np.float64)
-    w = m / (total * C)  # d loss / d e_pc for each channel term
+    x, y = warped, target
+    w = (m / (total * C)).astype(warped.dtype)  # d loss / d e_pc for each channel term
     g_x = (1 - alpha) * w * np.sign(x - y)
     g_y = -g_x if need_target else None
     if alpha > 0:
