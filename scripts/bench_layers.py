@@ -99,12 +99,15 @@ def caffe_cases(inp):
     feeds = dict(xi=inp["xi"], depth=inp["depth"], src=inp["src"], tgt=inp["tgt"], T=T, points=points,
                  coords=coords)
 
-    def spec(bottoms, build):
+    def spec(bottoms, build, learnable=()):
+        """Input bottoms (force_backward gives them all gradients), or, when `learnable` names some, those
+        as Parameter layers and the rest as plain data: then only the learnable ones get gradients."""
         n = caffe.NetSpec()
         for b in bottoms:
-            setattr(n, b, L.Input(shape=dict(dim=list(feeds[b].shape))))
+            shape = dict(dim=list(feeds[b].shape))
+            setattr(n, b, L.Parameter(parameter_param=dict(shape=shape)) if b in learnable else L.Input(shape=shape))
         build(n)
-        return n
+        return n, learnable
 
     cases = {
         "SE3Generator": spec(["xi"], lambda n: setattr(n, "out", G.se3_generator(n.xi))),
@@ -113,24 +116,24 @@ def caffe_cases(inp):
         "BilinearWarp": spec(["src", "coords"], lambda n: setattr(n, "out", G.bilinear_warp(n.src, n.coords))),
     }
 
-    def chain(image_grad):
-        def build(n):
-            n.T = G.se3_generator(n.xi)
-            n.points = G.transform_3d_grid(n.depth, n.T, K=K)
-            n.coords = G.pinhole_projection(n.points, K=K)
-            n.out = G.bilinear_warp(n.src, n.coords, propagate_down=[image_grad, True])
-        return build
+    def chain(n, **out_kwargs):
+        n.T = G.se3_generator(n.xi)
+        n.points = G.transform_3d_grid(n.depth, n.T, K=K)
+        n.coords = G.pinhole_projection(n.points, K=K)
+        n.out = G.bilinear_warp(n.src, n.coords, **out_kwargs)
     # Training a pose (and later depth) network: the source image is data, gradients go to xi and depth.
-    cases["chain"] = spec(["xi", "depth", "src"], chain(False))
+    cases["chain"] = spec(["xi", "depth", "src"], lambda n: chain(n, loss_weight=1), learnable=("xi", "depth"))
     # The same with the gradient to the source image as well (e.g. warping learned feature maps).
-    cases["chain + image grad"] = spec(["xi", "depth", "src"], chain(True))
+    cases["chain + image grad"] = spec(["xi", "depth", "src"], chain)
     cases["PhotometricLoss (alpha 0.85)"] = spec(
         ["src", "tgt"], lambda n: setattr(n, "out", G.photometric_loss(n.src, n.tgt, alpha=0.85)))
     runners = {}
-    for name, n in cases.items():
-        net = caffe_net(n)
+    for name, (n, learnable) in cases.items():
+        net = caffe_net(n, force_backward=not learnable)
         for b in net.inputs:
             net.blobs[b].data[...] = feeds[b]
+        for b in learnable:
+            net.params[b][0].data[...] = feeds[b]
         grad = np.random.default_rng(1).normal(size=net.blobs["out"].data.shape).astype(np.float32)
         is_loss = name.startswith("PhotometricLoss")
 

@@ -109,47 +109,60 @@ def _forward(img, coords, as_flow, border, out, valid):
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def _backward(img, coords, grad, as_flow, border, need_image, need_coords, grad_image, grad_coords):
-    """Both gradients in one pass over the output pixels. One sample n per parallel task, so the scatter into
-    dL/dimage never has two tasks writing the same element."""
+    """Both gradients in one pass over the output pixels, channels innermost (the coordinate gradient sums over
+    channels in registers). One sample n per parallel task, so the scatter into dL/dimage never has two tasks
+    writing the same element."""
     N, C, Hs, Ws = img.shape
     H, W = coords.shape[2], coords.shape[3]
+    P = Hs * Ws
     for n in numba.prange(N):
         x0s, y0s = np.empty(W, np.int64), np.empty(W, np.int64)
         wa, wb = np.empty(W, np.float64), np.empty(W, np.float64)
         fast, inside, clamp = np.empty(W, np.bool_), np.empty(W, np.bool_), np.empty(W, np.int8)
-        gx, gy = np.empty(W, np.float64), np.empty(W, np.float64)
+        flat = img[n].ravel()
+        gflat = grad_image[n].ravel() if need_image else flat
         if need_image:
-            grad_image[n] = 0
+            gflat[:] = 0
         for y in range(H):
             _row_setup(coords, n, y, Hs, Ws, as_flow, border, x0s, y0s, wa, wb, fast, inside, clamp)
-            gx[:] = 0
-            gy[:] = 0
-            for c in range(C):
-                plane = img[n, c].ravel()
-                gplane = grad_image[n, c].ravel() if need_image else plane
-                for x in range(W):
-                    g = grad[n, c, y, x]
-                    a, b, x0, y0 = wa[x], wb[x], x0s[x], y0s[x]
-                    if fast[x]:
-                        i = y0 * Ws + x0
+            for x in range(W):
+                a, b, x0, y0 = wa[x], wb[x], x0s[x], y0s[x]
+                gx = 0.0
+                gy = 0.0
+                if fast[x]:
+                    i = y0 * Ws + x0
+                    for c in range(C):
+                        g = grad[n, c, y, x]
+                        j = i + c * P
                         if need_coords:
-                            i00, i01, i10, i11 = plane[i], plane[i + 1], plane[i + Ws], plane[i + Ws + 1]
-                            gx[x] += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
-                            gy[x] += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
+                            i00, i01, i10, i11 = flat[j], flat[j + 1], flat[j + Ws], flat[j + Ws + 1]
+                            gx += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
+                            gy += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
                         if need_image:
                             gb = g * b
                             gt = g - gb
-                            gplane[i] += gt - gt * a
-                            gplane[i + 1] += gt * a
-                            gplane[i + Ws] += gb - gb * a
-                            gplane[i + Ws + 1] += gb * a
-                    else:
+                            gflat[j] += gt - gt * a
+                            gflat[j + 1] += gt * a
+                            gflat[j + Ws] += gb - gb * a
+                            gflat[j + Ws + 1] += gb * a
+                else:
+                    in_y0, in_y1 = 0 <= y0 < Hs, 0 <= y0 + 1 < Hs
+                    in_x0, in_x1 = 0 <= x0 < Ws, 0 <= x0 + 1 < Ws
+                    if not ((in_y0 or in_y1) and (in_x0 or in_x1)):
+                        if need_coords:
+                            grad_coords[n, 0, y, x] = 0.0
+                            grad_coords[n, 1, y, x] = 0.0
+                        continue  # every tap is outside: no value, no gradient
+                    for c in range(C):
+                        g = grad[n, c, y, x]
+                        plane = flat[c * P:(c + 1) * P]
                         if need_coords:
                             i00, i01 = _tap(plane, Hs, Ws, y0, x0), _tap(plane, Hs, Ws, y0, x0 + 1)
                             i10, i11 = _tap(plane, Hs, Ws, y0 + 1, x0), _tap(plane, Hs, Ws, y0 + 1, x0 + 1)
-                            gx[x] += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
-                            gy[x] += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
+                            gx += g * ((1 - b) * (i01 - i00) + b * (i11 - i10))
+                            gy += g * ((1 - a) * (i10 - i00) + a * (i11 - i01))
                         if need_image:
+                            base = c * P
                             for dy in range(2):
                                 yy = y0 + dy
                                 wy = b if dy else 1 - b
@@ -157,11 +170,10 @@ def _backward(img, coords, grad, as_flow, border, need_image, need_coords, grad_
                                     for dx in range(2):
                                         xx = x0 + dx
                                         if 0 <= xx < Ws:
-                                            gplane[yy * Ws + xx] += g * wy * (a if dx else 1 - a)
-            if need_coords:
-                for x in range(W):
-                    grad_coords[n, 0, y, x] = 0.0 if clamp[x] & 1 else gx[x]
-                    grad_coords[n, 1, y, x] = 0.0 if clamp[x] & 2 else gy[x]
+                                            gflat[base + yy * Ws + xx] += g * wy * (a if dx else 1 - a)
+                if need_coords:
+                    grad_coords[n, 0, y, x] = 0.0 if clamp[x] & 1 else gx
+                    grad_coords[n, 1, y, x] = 0.0 if clamp[x] & 2 else gy
 
 
 def _check(padding, input_kind):

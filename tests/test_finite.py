@@ -1,0 +1,13 @@
+"""count_nonfinite: the layers' NaN/inf check."""
+import numpy as np
+
+from pygeometry.kernels.finite import count_nonfinite
+
+
+def test_counts_nan_and_inf_and_survives_overflowing_sums():
+    a = np.random.default_rng(0).uniform(size=(2, 3, 64, 80)).astype(np.float32)
+    assert count_nonfinite(a) == 0
+    a[1, 2, 3, 4], a[0, 0, 0, 0] = np.nan, -np.inf
+    assert count_nonfinite(a) == 2
+    big = np.full((4, 4), 3e38, np.float32)  # the sum overflows, every value is finite
+    assert count_nonfinite(big) == 0
