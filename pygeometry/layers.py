@@ -64,8 +64,8 @@ class _Layer(caffe.Layer):
         if bad:
             self.fail(f"{name} contains {bad} NaN/inf value(s)")
 
-    def intrinsics(self, bottom, index, n):
-        """K (n, 4) from the optional bottom `index`, else from param_str."""
+    def intrinsics(self, bottom, index):
+        """K (N, 4) from the optional bottom `index`, else (4,) from param_str."""
         if len(bottom) > index:
             K = bottom[index].data
             self.check_finite("bottom 'K'", K)
@@ -126,7 +126,7 @@ class Transform3DGrid(_Layer):
     def forward(self, bottom, top):
         self.check_finite("bottom 'depth'", bottom[0].data)
         self.check_finite("bottom 'src_T_tgt'", bottom[1].data)
-        K = self.intrinsics(bottom, 2, bottom[0].data.shape[0])
+        K = self.intrinsics(bottom, 2)
         transform_grid.transform_grid_forward(bottom[0].data, bottom[1].data, K, out=top[0].data)
 
     def backward(self, top, propagate_down, bottom):
@@ -134,7 +134,7 @@ class Transform3DGrid(_Layer):
         if not (need_depth or need_T):
             return
         self.check_finite("top diff 'points'", top[0].diff)
-        K = self.intrinsics(bottom, 2, bottom[0].data.shape[0])
+        K = self.intrinsics(bottom, 2)
         _, grad_T = transform_grid.transform_grid_backward(
             bottom[0].data, bottom[1].data, K, top[0].diff, need_depth=need_depth, need_T=need_T,
             grad_depth=bottom[0].diff if need_depth else None)
@@ -167,7 +167,7 @@ class PinholeProjection(_Layer):
 
     def forward(self, bottom, top):
         self.check_finite("bottom 'points'", bottom[0].data)
-        K = self.intrinsics(bottom, 1, bottom[0].data.shape[0])
+        K = self.intrinsics(bottom, 1)
         valid = top[1].data if len(top) > 1 else self._valid
         projection.projection_forward(bottom[0].data, K, self.config.eps, self.config.output,
                                       out=top[0].data, valid=valid)
@@ -175,7 +175,7 @@ class PinholeProjection(_Layer):
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             self.check_finite("top diff 'coords'", top[0].diff)
-            K = self.intrinsics(bottom, 1, bottom[0].data.shape[0])
+            K = self.intrinsics(bottom, 1)
             projection.projection_backward(bottom[0].data, K, top[0].diff, self.config.eps, out=bottom[0].diff)
 
 
