@@ -9,6 +9,7 @@ setup(
     version="0.1.0",
     description="Caffe Python layers for differentiable multi-view geometry and self-supervised pose learning",
     packages=find_packages(include=["pygeometry", "pygeometry.*"]),
+    package_data={"pygeometry.data": ["imagenet_classes.txt"]},
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "scipy", "opencv-python-headless", "protobuf", "numba", "h5py", "tqdm"],
 )
