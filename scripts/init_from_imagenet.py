@@ -39,8 +39,8 @@ def parse_args(argv=None):
     p.add_argument("caffemodel", type=Path, help="BVLC-layout AlexNet weights (conv1..conv5, fc6, fc7)")
     p.add_argument("--network", choices=NETWORKS, default="early_fusion_photometric", help="target network")
     p.add_argument("--out", type=Path, required=True, help="output .caffemodel")
-    p.add_argument("--height", type=int, default=128, help="input height of the pose net (default 128)")
-    p.add_argument("--width", type=int, default=416, help="input width of the pose net (default 416)")
+    p.add_argument("--height", type=int, default=64, help="input height of the pose net (default 64)")
+    p.add_argument("--width", type=int, default=208, help="input width of the pose net (default 208)")
     p.add_argument("--fc", action="store_true", help="the pose net keeps fc6/fc7 (copy them when they fit)")
     return p.parse_args(argv)
 
@@ -122,13 +122,14 @@ def check_conv1(net, source: dict, network: str, rng=None):
     net.forward()
     ours = net.blobs["conv1" if network.startswith("early") else "src_conv1"].data.copy()
     ref_spec = caffe.NetSpec()
-    ref_spec.data = L.Input(shape=dict(dim=list(image.shape)))
+    pre = net.blobs["src_pre"].data  # the same preprocessing (255 * BGR - mean, at the trunk's resolution)
+    ref_spec.data = L.Input(shape=dict(dim=list(pre.shape)))
     ref_spec.conv1 = L.Convolution(ref_spec.data, kernel_size=11, stride=4, num_output=source["conv1"][0].shape[0])
     ref_spec.relu1 = L.ReLU(ref_spec.conv1, in_place=True)
     ref = _net_from(ref_spec, caffe.TEST)
     ref.params["conv1"][0].data[...] = source["conv1"][0]
     ref.params["conv1"][1].data[...] = source["conv1"][1]
-    ref.blobs["data"].data[...] = net.blobs["src_pre"].data  # the same preprocessing (255 * BGR - mean)
+    ref.blobs["data"].data[...] = pre
     ref.forward()
     expected = ref.blobs["conv1"].data
     return float(np.abs(expected).mean()), float(np.abs(ours).mean()), float(np.abs(ours - expected).max())

@@ -9,7 +9,9 @@ depth is z in metres (exact at pixel centres), K is [fx, fy, cx, cy].
 The job resumes: files are written under a temporary name and renamed when complete, and a file that already
 exists complete for the same settings (dataset.json) is kept. The list files are written last.
 
-Example: scripts/make_dataset.py --out data/synthetic --train 2000 --val 200 --test 200
+Example: scripts/make_dataset.py --out data/synthetic --train 1600 --val 96 --test 200 --motion handheld
+
+The defaults (64 x 208, driving motion, 1600/96/200 pairs) are the embedded default dataset of `make train`.
 """
 from __future__ import annotations
 
@@ -36,12 +38,13 @@ SPLITS = ("train", "val", "test")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=REPO / "data" / "synthetic", help="output folder")
-    p.add_argument("--train", type=int, default=2000, help="training pairs (default 2000)")
-    p.add_argument("--val", type=int, default=200, help="validation pairs (default 200)")
+    p.add_argument("--train", type=int, default=1600, help="training pairs (default 1600)")
+    p.add_argument("--val", type=int, default=96, help="validation pairs (default 96)")
     p.add_argument("--test", type=int, default=200, help="test pairs (default 200)")
-    p.add_argument("--height", type=int, default=128, help="image height (default 128; 224 for AlexNet size)")
-    p.add_argument("--width", type=int, default=416, help="image width (default 416; 224 for AlexNet size)")
-    p.add_argument("--motion", choices=MOTIONS, default="mixed", help="camera motion distribution")
+    p.add_argument("--height", type=int, default=64, help="image height (default 64)")
+    p.add_argument("--width", type=int, default=208, help="image width (default 208)")
+    p.add_argument("--motion", choices=MOTIONS, default="driving",
+                   help="camera motion distribution (default driving: forward 0.3-1 m, yaw within 3 deg)")
     p.add_argument("--motion-scale", type=float, default=1.0, help="multiplies every motion magnitude")
     p.add_argument("--jitter", type=float, default=0.1,
                    help="photometric jitter between views: exposure, colour cast, noise (default 0.1)")

@@ -48,12 +48,19 @@ def parse_args(argv=None):
     p.add_argument("--data", type=Path, default=REPO / "data" / "synthetic",
                    help="dataset folder with train.txt, val.txt, test.txt")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<network>)")
-    p.add_argument("--iters", type=int, default=6000, help="training iterations (default 6000)")
+    p.add_argument("--iters", type=int, default=3000, help="training iterations (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam base learning rate (default 1e-4)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam base learning rate (default 2e-4)")
     p.add_argument("--alpha", type=float, default=0.85, help="SSIM weight of the photometric loss")
     p.add_argument("--fc", action="store_true", help="keep AlexNet's fc6/fc7 in the trunk")
     p.add_argument("--trunk-lr-mult", type=float, default=1.0, help="trunk learning-rate multiplier (0 freezes)")
+    p.add_argument("--scale-t", type=float, default=None, help="pose head translation output scale")
+    p.add_argument("--scale-w", type=float, default=None, help="pose head rotation output scale")
+    p.add_argument("--scales", type=int, nargs="*", default=None, help="block sizes of the coarse photometric losses")
+    p.add_argument("--downsample", type=int, default=None, help="the trunk sees images block-averaged by this")
+    p.add_argument("--cut", default=None, help="where the trunk ends (alexnet: pool5 or conv5)")
+    p.add_argument("--backbone", default=None, help="alexnet or efficientnet")
+    p.add_argument("--blur", type=int, nargs="*", default=None, help="box-blur sizes of the extra photometric losses")
     p.add_argument("--weights", type=Path, default=None, help="initial weights (.caffemodel), copied by name")
     p.add_argument("--resume", default=None, help="a .solverstate, or 'auto' for the last checkpoint in --out")
     p.add_argument("--val-interval", type=int, default=500, help="validate every N iterations (default 500)")
@@ -85,10 +92,14 @@ def write_atomic(path: Path, text: str):
 
 def write_nets(args, out: Path, height: int, width: int):
     common = dict(fc=args.fc, alpha=args.alpha, trunk_lr_mult=args.trunk_lr_mult)
+    for key, value in (("scale_t", args.scale_t), ("scale_w", args.scale_w), ("blur_sizes", args.blur), ("scales", args.scales),
+                       ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone)):
+        if value is not None:
+            common[key] = tuple(value) if isinstance(value, list) else value
     files = {}
     for phase in ("train", "val"):
         net = pose_net(args.network, phase, source=str((args.data / f"{phase}.txt").resolve()),
-                       batch_size=args.batch, **common)
+                       batch_size=args.batch, height=height, width=width, **common)
         files[phase] = out / f"{phase}.prototxt"
         write_atomic(files[phase], HEADER + str(net.to_proto()))
     files["deploy"] = out / "deploy.prototxt"
@@ -217,6 +228,14 @@ def evaluate(args, out: Path, deploy: Path, weights: Path, log):
     for name, row in table.items():
         t, r = row["translation_m"], row["rotation_deg"]
         lines.append(f"{name:22s} {t['mean']:13.4f} / {t['median']:<12.4f} {r['mean']:13.3f} / {r['median']:<12.3f}")
+    net = table["network"]
+    for metric, unit in (("translation_m", "m"), ("rotation_deg", "deg")):
+        best_name = min((k for k in table if k != "network"), key=lambda k: table[k][metric]["mean"])
+        best, ours = table[best_name][metric]["mean"], net[metric]["mean"]
+        change = 100.0 * (ours - best) / max(best, 1e-12)
+        verdict = "better" if ours < best else "NOT better"
+        lines.append(f"{metric}: network {ours:.4f} {unit} vs best baseline ({best_name}) {best:.4f} {unit}: "
+                     f"{change:+.1f}% ({verdict})")
     for line in lines:
         log(line)
     return table
@@ -243,6 +262,10 @@ def main(argv=None):
     caffe.set_mode_cpu()
     caffe.set_random_seed(args.seed)
     solver = caffe.get_solver(str(files["solver"]))
+    if args.backbone == "efficientnet":
+        from pygeometry.efficientnet import init_batchnorm_identity
+
+        init_batchnorm_identity(solver.net)  # random init: unit statistics (converted weights overwrite them)
     rows, val_rows = [], []
     if args.resume:
         state = args.resume
@@ -260,8 +283,20 @@ def main(argv=None):
                 rows = [r for r in rows if r[0] <= solver.iter]
                 val_rows = [r for r in val_rows if r[0] <= solver.iter]
     elif args.weights:
-        solver.net.copy_from(str(args.weights))
-        log(f"initialised from {args.weights}")
+        if args.backbone == "efficientnet":
+            # Converted ImageNet weights (scripts/convert_efficientnet_lite0.py) carry unprefixed layer names; the
+            # siamese branches share their parameters, so filling the src_ branch fills both, and a 6-channel
+            # early-fusion stem gets the 3-channel kernel copied to both halves and halved.
+            from pygeometry import efficientnet as E
+
+            prefix = "" if args.network == "early_fusion_photometric" else "src_"
+            filled = E.copy_params(solver.net, E.read_caffemodel(args.weights), prefix=prefix)
+            if not filled:
+                sys.exit(f"{args.weights}: no layer matches the {args.network} net's efficientnet trunk")
+            log(f"initialised {len(filled)} layers from {args.weights}")
+        else:
+            solver.net.copy_from(str(args.weights))
+            log(f"initialised from {args.weights}")
     val_pairs = sum(h5py.File(p, "r")["src"].shape[0] for p in read_list_file(args.data / "val.txt"))
     stopper = Stopper()
     t0 = time.time()

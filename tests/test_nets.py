@@ -78,3 +78,27 @@ def test_pose_metrics_against_hand_computed_values():
     assert rotation_angle_deg(np.diag([1.0, -1.0, -1.0])) == pytest.approx(180.0)
     s = summarize(e)
     assert s["translation_m"]["mean"] == pytest.approx(1.0) and s["rotation_deg"]["median"] == pytest.approx(90.0)
+
+
+@pytest.mark.parametrize("name", ["late_fusion_photometric", "early_fusion_photometric"])
+def test_efficientnet_backbone_runs_in_the_pose_networks(tmp_path, tiny_split, name):
+    """The EfficientNet-Lite0 trunk plugs into the same networks: forward, backward, gradient into the trunk."""
+    net = _net(tmp_path, pose_net(name, "train", source=str(tiny_split / "train.txt"), batch_size=2,
+                                  height=48, width=80, backbone="efficientnet", cut="block4"))
+    from pygeometry.efficientnet import init_batchnorm_identity
+
+    assert init_batchnorm_identity(net) > 0
+    net.forward()
+    net.backward()
+    assert np.isfinite(float(net.blobs["loss"].data)) and net.blobs["xi"].data.shape == (2, 6)
+    stem = "conv_stem" if name.startswith("early") else "src_conv_stem"
+    assert net.params[stem][0].data.shape[1] == (6 if name.startswith("early") else 3)
+    assert np.abs(net.params[stem][0].diff).sum() > 0, "the loss reaches the stem"
+    if name.startswith("late"):
+        net.params["src_conv_stem"][0].data[...] = 0.5
+        assert np.all(net.params["tgt_conv_stem"][0].data == 0.5), "the siamese branches share the trunk"
+
+
+def test_unknown_backbone_is_an_error():
+    with pytest.raises(ValueError, match="unknown backbone"):
+        pose_net("early_fusion_photometric", "train", source="x", backbone="vgg")
