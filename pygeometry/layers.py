@@ -14,7 +14,9 @@ Blob contract (DESIGN.md):
     PhotometricLoss    warped (N,C,H,W), target (N,C,H,W) [, mask (N,1,H,W)] -> loss (scalar)
 
 Every layer checks its bottom count and shapes at setup/reshape, and NaN/inf in its bottoms (and top diffs)
-at forward/backward, raising ParamError (a ValueError) that names the layer and the problem. K bottoms get
+at forward/backward, raising ParamError (a ValueError) that names the layer and the problem. Inputs that a
+kernel reads in full are counted by the kernel on the way (no extra pass; the tops or bottom diffs may then hold
+partial results when the error is raised); the others are checked before the kernel runs. K bottoms get
 no gradient; PhotometricLoss's mask gets none either.
 """
 from __future__ import annotations
@@ -60,7 +62,10 @@ class _Layer(caffe.Layer):
             self.fail(f"bottom '{name}' must have shape {pretty}, got {tuple(shape)}")
 
     def check_finite(self, name, array):
-        bad = count_nonfinite(array)
+        self.check_count(name, count_nonfinite(array))
+
+    def check_count(self, name, bad):
+        """Raise for a NaN/inf count a kernel returned."""
         if bad:
             self.fail(f"{name} contains {bad} NaN/inf value(s)")
 
@@ -124,20 +129,19 @@ class Transform3DGrid(_Layer):
         top[0].reshape(d[0], 3, d[2], d[3])
 
     def forward(self, bottom, top):
-        self.check_finite("bottom 'depth'", bottom[0].data)
         self.check_finite("bottom 'src_T_tgt'", bottom[1].data)
         K = self.intrinsics(bottom, 2)
-        transform_grid.transform_grid_forward(bottom[0].data, bottom[1].data, K, out=top[0].data)
+        self.check_count("bottom 'depth'",
+                         transform_grid.transform_grid_forward_into(bottom[0].data, bottom[1].data, K, top[0].data))
 
     def backward(self, top, propagate_down, bottom):
         need_depth, need_T = bool(propagate_down[0]), bool(propagate_down[1])
         if not (need_depth or need_T):
             return
-        self.check_finite("top diff 'points'", top[0].diff)
         K = self.intrinsics(bottom, 2)
-        _, grad_T = transform_grid.transform_grid_backward(
-            bottom[0].data, bottom[1].data, K, top[0].diff, need_depth=need_depth, need_T=need_T,
-            grad_depth=bottom[0].diff if need_depth else None)
+        grad_T, bad = transform_grid.transform_grid_backward_into(
+            bottom[0].data, bottom[1].data, K, top[0].diff, bottom[0].diff if need_depth else None, need_T)
+        self.check_count("top diff 'points'", bad)
         if need_T:
             bottom[1].diff[...] = grad_T
 
@@ -162,21 +166,19 @@ class PinholeProjection(_Layer):
         top[0].reshape(p[0], 2, p[2], p[3])
         if len(top) > 1:
             top[1].reshape(p[0], 1, p[2], p[3])
-        else:
-            self._valid = np.empty((p[0], 1, p[2], p[3]), dtype=np.float32)
 
     def forward(self, bottom, top):
-        self.check_finite("bottom 'points'", bottom[0].data)
         K = self.intrinsics(bottom, 1)
-        valid = top[1].data if len(top) > 1 else self._valid
-        projection.projection_forward(bottom[0].data, K, self.config.eps, self.config.output,
-                                      out=top[0].data, valid=valid)
+        bad = projection.projection_forward_into(bottom[0].data, K, self.config.eps, self.config.output, top[0].data,
+                                                 top[1].data if len(top) > 1 else None)
+        self.check_count("bottom 'points'", bad)
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            self.check_finite("top diff 'coords'", top[0].diff)
             K = self.intrinsics(bottom, 1)
-            projection.projection_backward(bottom[0].data, K, top[0].diff, self.config.eps, out=bottom[0].diff)
+            bad = projection.projection_backward_into(bottom[0].data, K, top[0].diff, self.config.eps,
+                                                      bottom[0].diff)
+            self.check_count("top diff 'coords'", bad)
 
 
 class BilinearWarp(_Layer):
@@ -184,11 +186,23 @@ class BilinearWarp(_Layer):
 
     Any C (images or feature maps). param_str: {"input": "coords" | "flow", "padding": "zeros" | "border"}.
     See pygeometry.kernels.bilinear for the sampling convention (cv2.remap's).
+
+    Training (TRAIN phase, while the backward asks for dL/dcoords and not for dL/dimage, as when the image is
+    data): the forward also keeps d warped / d coords (two arrays the size of the warped top), and the backward
+    takes dL/dcoords from it instead of sampling the image again. Like Caffe's own layers (pooling's argmax,
+    dropout's mask) this assumes the backward follows the forward on unchanged bottoms.
     """
 
     CONFIG = cfg.BilinearWarpConfig
     BOTTOMS = (2, 2)
     TOPS = (1, 2)
+    _TRAIN = 0  # caffe.TRAIN, the value of self.phase
+
+    def setup(self, bottom, top):
+        super().setup(bottom, top)
+        self._jacobian = None  # (d warped / dx, d warped / dy), allocated on first use
+        self._jacobian_ready = False  # filled by the last forward
+        self._keep_jacobian = self.phase == self._TRAIN  # (then: the last backward wanted dL/dcoords only)
 
     def reshape(self, bottom, top):
         im, co = bottom[0].data.shape, bottom[1].data.shape
@@ -198,25 +212,37 @@ class BilinearWarp(_Layer):
         top[0].reshape(im[0], im[1], co[2], co[3])
         if len(top) > 1:
             top[1].reshape(im[0], 1, co[2], co[3])
-        else:
-            self._valid = np.empty((co[0], 1, co[2], co[3]), dtype=np.float32)
+        self._jacobian_ready = False
 
     def forward(self, bottom, top):
-        self.check_finite("bottom 'image'", bottom[0].data)
-        self.check_finite("bottom 'coords'", bottom[1].data)
-        valid = top[1].data if len(top) > 1 else self._valid
-        bilinear.bilinear_forward(bottom[0].data, bottom[1].data, self.config.padding, self.config.input,
-                                  out=top[0].data, valid=valid)
+        image = bottom[0].data
+        jacobian = None
+        if self._keep_jacobian:
+            shape = tuple(top[0].data.shape)
+            if self._jacobian is None or self._jacobian[0].shape != shape or self._jacobian[0].dtype != image.dtype:
+                self._jacobian = (np.empty(shape, image.dtype), np.empty(shape, image.dtype))
+            jacobian = self._jacobian
+        self._jacobian_ready = False
+        bad_coords, bad_image = bilinear.warp_forward_into(image, bottom[1].data, self.config.padding,
+                                                           self.config.input, top[0].data,
+                                                           top[1].data if len(top) > 1 else None, jacobian)
+        self.check_count("bottom 'image'", bad_image)
+        self.check_count("bottom 'coords'", bad_coords)
+        self._jacobian_ready = jacobian is not None
 
     def backward(self, top, propagate_down, bottom):
         need_image, need_coords = bool(propagate_down[0]), bool(propagate_down[1])
+        self._keep_jacobian = self.phase == self._TRAIN and need_coords and not need_image
         if not (need_image or need_coords):
             return
-        self.check_finite("top diff 'warped'", top[0].diff)
-        bilinear.bilinear_backward(
-            bottom[0].data, bottom[1].data, top[0].diff, self.config.padding, self.config.input,
-            need_image=need_image, need_coords=need_coords,
-            grad_image=bottom[0].diff if need_image else None, grad_coords=bottom[1].diff if need_coords else None)
+        if need_coords and not need_image and self._jacobian_ready:
+            bad = bilinear.warp_backward_coords_from_jacobian(self._jacobian, top[0].diff, bottom[1].diff)
+        else:
+            bad = bilinear.warp_backward_into(
+                bottom[0].data, bottom[1].data, top[0].diff, self.config.padding, self.config.input,
+                grad_image=bottom[0].diff if need_image else None,
+                grad_coords=bottom[1].diff if need_coords else None)
+        self.check_count("top diff 'warped'", bad)
 
 
 class PhotometricLoss(_Layer):

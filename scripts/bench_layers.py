@@ -34,6 +34,8 @@ def parse_args():
     p.add_argument("--repeats", type=int, default=15, help="timed repetitions per case (default 15)")
     p.add_argument("--alexnet-repeats", type=int, default=3, help="timed AlexNet iterations (default 3)")
     p.add_argument("--no-alexnet", action="store_true", help="skip the AlexNet comparison")
+    p.add_argument("--cases", nargs="+", metavar="CASE", default=None,
+                   help="run only these cases (names as in the table, e.g. chain BilinearWarp; default: all)")
     return p.parse_args()
 
 
@@ -267,7 +269,14 @@ def main():
           f"numba threads {os.environ.get('NUMBA_NUM_THREADS', 'default')}")
     print(f"{'case':32s} {'pygeometry/caffe ms':>20s} {'torch ms':>10s} {'ratio':>7s}")
     results = {}
-    for name, (run, _) in caffe_runs.items():
+    names = list(caffe_runs)
+    if args.cases:
+        unknown = sorted(set(args.cases) - set(names))
+        if unknown:
+            sys.exit(f"unknown case(s) {unknown}; choose from {names}")
+        names = [n for n in names if n in args.cases]
+    for name in names:
+        run = caffe_runs[name][0]
         # Alternate blocks of runs (not single runs), with a pause before each: the thread pools of numba,
         # OpenMP (torch) and OpenBLAS spin for a while after a call, and would make the other side pay.
         ours, ref = [], []
@@ -280,7 +289,7 @@ def main():
         a, b = statistics.median(ours), statistics.median(ref)
         results[name] = a
         print(f"{name:32s} {a * 1e3:20.2f} {b * 1e3:10.2f} {a / b:7.2f}")
-    if not args.no_alexnet:
+    if not args.no_alexnet and "chain" in results:
         t_alex = median_time(alexnet_iteration(inp), args.alexnet_repeats, warmup=1)
         chain = results["chain"]
         print(f"\nAlexNet early-fusion forward+backward (caffe, same N, H, W): {t_alex * 1e3:.1f} ms; "

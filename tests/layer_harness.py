@@ -8,13 +8,13 @@ import caffe
 from caffe import layers as L
 
 
-def build_net(bottoms, make_layer, top_names, propagate_down=None):
+def build_net(bottoms, make_layer, top_names, propagate_down=None, phase=caffe.TEST):
     """bottoms: {name: array}; make_layer(n, *bottom_tops) -> top or tuple of tops.
 
     The bottoms are Parameter layers (learnable blobs) and the first top carries loss_weight 1, so Caffe
     back-propagates into the bottoms and honours propagate_down (force_backward would override
     propagate_down, see Net::Init).
-    Returns a caffe.Net (TEST phase) with the bottoms filled with the arrays.
+    Returns a caffe.Net (TEST phase unless phase says otherwise) with the bottoms filled with the arrays.
     """
     n = caffe.NetSpec()
     for name, value in bottoms.items():
@@ -31,7 +31,7 @@ def build_net(bottoms, make_layer, top_names, propagate_down=None):
     with os.fdopen(fd, "w") as f:
         f.write(proto)
     try:
-        net = caffe.Net(path, caffe.TEST)
+        net = caffe.Net(path, phase)
     finally:
         os.remove(path)
     for name, value in bottoms.items():

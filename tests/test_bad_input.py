@@ -73,6 +73,9 @@ NAN_CASES = [
      lambda d, T, **kw: G.transform_3d_grid(d, T, K=K, **kw), ["points"]),
     ("points", lambda r: {"points": np.array([np.nan] * 12, np.float32).reshape(1, 3, 2, 2)},
      lambda p, **kw: G.pinhole_projection(p, K=K, **kw), ["coords"]),
+    ("image", lambda r: {"image": np.array([1] * 8 + [np.nan], np.float32).reshape(1, 1, 3, 3),  # never sampled
+                         "coords": np.zeros((1, 2, 2, 2), np.float32)},
+     G.bilinear_warp, ["warped"]),
     ("coords", lambda r: {"image": np.ones((1, 1, 3, 3), np.float32),
                           "coords": np.array([0, np.nan, 1, 1, 0, 0, 1, 1], np.float32).reshape(1, 2, 2, 2)},
      G.bilinear_warp, ["warped"]),
@@ -87,6 +90,26 @@ def test_nan_or_inf_in_a_bottom_is_an_error_naming_it(bad, make_bottoms, layer, 
     net = build_net(make_bottoms(None), layer, tops)
     with pytest.raises(ParamError, match=rf"bottom '{bad}' contains \d+ NaN/inf"):
         net.forward()
+
+
+TOP_DIFF_CASES = [
+    ("points", {"depth": np.ones((1, 1, 2, 3), np.float32), "T": np.eye(4, dtype=np.float32)[None]},
+     lambda d, T, **kw: G.transform_3d_grid(d, T, K=K, **kw)),
+    ("coords", {"points": np.ones((1, 3, 2, 3), np.float32)}, lambda p, **kw: G.pinhole_projection(p, K=K, **kw)),
+    ("warped", {"image": np.ones((1, 2, 3, 3), np.float32), "coords": np.ones((1, 2, 2, 3), np.float32)},
+     G.bilinear_warp),
+]
+
+
+@pytest.mark.parametrize("top,bottoms,layer", TOP_DIFF_CASES, ids=[c[0] for c in TOP_DIFF_CASES])
+def test_nan_or_inf_in_a_top_diff_is_an_error_naming_it(top, bottoms, layer):
+    """The kernels count non-finite top diffs while they read them; the layer raises with the count."""
+    net = build_net(bottoms, layer, [top])
+    net.forward()
+    diff = np.ones(net.blobs[top].data.shape, np.float32)
+    diff.flat[1], diff.flat[-1] = np.nan, -np.inf
+    with pytest.raises(ParamError, match=rf"top diff '{top}' contains 2 NaN/inf"):
+        net.backward(**{top: diff})
 
 
 def test_bad_K_bottom_values_are_an_error():

@@ -6,6 +6,8 @@ import pytest
 
 from conftest import numeric_grad
 from pygeometry.kernels import bilinear_backward, bilinear_forward
+from pygeometry.kernels.bilinear import (warp_backward_coords_from_jacobian, warp_backward_into,
+                                         warp_forward_into)
 
 CV_BORDER = {"zeros": cv2.BORDER_CONSTANT, "border": cv2.BORDER_REPLICATE}
 
@@ -91,3 +93,128 @@ def test_rejects_unknown_modes(rng):
         bilinear_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 2, 2, 2)), padding="reflect")
     with pytest.raises(ValueError, match="input"):
         bilinear_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 2, 2, 2)), input_kind="pixels")
+
+
+def _reference_warp(image, coords, padding):
+    """Plain-numpy reference of the documented formula (loops; small inputs only)."""
+    n, c, hs, ws = image.shape
+    out = np.zeros((n, c) + coords.shape[2:])
+    for i in range(n):
+        for y in range(coords.shape[2]):
+            for x in range(coords.shape[3]):
+                u, v = coords[i, 0, y, x], coords[i, 1, y, x]
+                if padding == "border":
+                    u, v = min(max(u, 0), ws - 1), min(max(v, 0), hs - 1)
+                x0, y0 = int(np.floor(u)), int(np.floor(v))
+                a, b = u - x0, v - y0
+                for dy, wy in ((0, 1 - b), (1, b)):
+                    for dx, wx in ((0, 1 - a), (1, a)):
+                        yy, xx = y0 + dy, x0 + dx
+                        if 0 <= yy < hs and 0 <= xx < ws and wy * wx != 0:
+                            out[i, :, y, x] += wy * wx * image[i, :, yy, xx]
+    return out
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+@pytest.mark.parametrize("hs,ws", [(1, 1), (1, 5), (4, 1), (2, 2), (3, 7)])
+def test_tiny_images_match_reference(rng, padding, hs, ws):
+    """Images with a single row or column have no pixel whose four taps are all inside (the kernels' general
+    path only): values and valid mask still follow the formula, gradients are finite."""
+    image = rng.uniform(size=(2, 3, hs, ws))
+    coords = np.stack([rng.uniform(-3, ws + 2, (2, 4, 5)), rng.uniform(-3, hs + 2, (2, 4, 5))], axis=1)
+    coords[0, :, 0, :3] = [[0, ws - 1, ws - 0.5], [0, hs - 1, hs - 1]]  # corners and the last row/column exactly
+    warped, valid = bilinear_forward(image, coords, padding)
+    np.testing.assert_allclose(warped, _reference_warp(image, coords, padding), atol=1e-12)
+    inside = (coords[:, 0] >= 0) & (coords[:, 0] <= ws - 1) & (coords[:, 1] >= 0) & (coords[:, 1] <= hs - 1)
+    np.testing.assert_array_equal(valid[:, 0] > 0, inside)
+    gi, gc = bilinear_backward(image, coords, rng.normal(size=warped.shape), padding)
+    assert np.all(np.isfinite(gi)) and np.all(np.isfinite(gc))
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+@pytest.mark.parametrize("input_kind", ["coords", "flow"])
+def test_float32_agrees_with_float64(rng, padding, input_kind):
+    """The kernels compute in the input dtype: float32 results match float64 ones to float32 precision, on
+    inputs that cover every pixel kind (inside, straddling the border, far outside, clamped)."""
+    image = rng.uniform(size=(2, 3, 12, 17))
+    coords = np.stack([rng.uniform(-6, 22, (2, 9, 11)), rng.uniform(-6, 17, (2, 9, 11))], axis=1)
+    coords[:, :, 0, 0] = -1e6  # the projection's invalid sentinel
+    coords = np.round(coords * 64) / 64 + 1 / 128  # off the integer kinks, where float32 could round across one
+    if input_kind == "flow":
+        ys, xs = np.mgrid[0:9, 0:11]
+        coords = coords - np.stack([xs, ys])[None]
+    grad = rng.normal(size=(2, 3, 9, 11))
+    f64 = bilinear_forward(image, coords, padding, input_kind)
+    f32 = bilinear_forward(image.astype(np.float32), coords.astype(np.float32), padding, input_kind)
+    assert f32[0].dtype == np.float32 and f32[1].dtype == np.float32
+    np.testing.assert_allclose(f32[0], f64[0], atol=2e-6)
+    np.testing.assert_array_equal(f32[1], f64[1])
+    b64 = bilinear_backward(image, coords, grad, padding, input_kind)
+    b32 = bilinear_backward(image.astype(np.float32), coords.astype(np.float32), grad.astype(np.float32),
+                            padding, input_kind)
+    for g32, g64 in zip(b32, b64):
+        assert g32.dtype == np.float32
+        np.testing.assert_allclose(g32, g64, atol=2e-5)
+    # Each gradient alone (the coordinate-only path runs rows in parallel, the image path one sample per task).
+    _, gc = bilinear_backward(image.astype(np.float32), coords.astype(np.float32), grad.astype(np.float32), padding,
+                              input_kind, need_image=False)
+    gi, none = bilinear_backward(image.astype(np.float32), coords.astype(np.float32), grad.astype(np.float32),
+                                 padding, input_kind, need_coords=False)
+    assert none is None
+    np.testing.assert_array_equal(gc, b32[1])
+    np.testing.assert_array_equal(gi, b32[0])
+
+
+def test_into_functions_count_nonfinite_and_write_in_place(rng):
+    image = rng.uniform(size=(2, 2, 6, 7)).astype(np.float32)
+    coords = rng.uniform(-1, 7, size=(2, 2, 4, 5)).astype(np.float32)
+    out = np.zeros((2, 2, 4, 5), np.float32)
+    assert warp_forward_into(image, coords, "zeros", "coords", out) == (0, 0)  # valid=None: no mask written
+    np.testing.assert_array_equal(out, bilinear_forward(image, coords)[0])
+    coords[1, 0, 2, 3], coords[0, 1, 0, 0] = np.nan, np.inf
+    image[1, 1, 5, 6] = np.nan
+    valid = np.empty((2, 1, 4, 5), np.float32)
+    assert warp_forward_into(image, coords, "zeros", "coords", out, valid) == (2, 1)
+    assert valid[1, 0, 2, 3] == 0 and valid[0, 0, 0, 0] == 0  # NaN/inf positions are never valid
+    grad = rng.normal(size=out.shape).astype(np.float32)
+    grad[0, 1, 3, 4] = -np.inf
+    gc = np.empty(coords.shape, np.float32)
+    gi = np.empty(image.shape, np.float32)
+    assert warp_backward_into(image, coords, grad, "border", "coords", grad_coords=gc) == 1
+    assert warp_backward_into(image, coords, grad, "border", "coords", grad_image=gi, grad_coords=gc) == 1
+    assert warp_backward_into(image, coords, grad, "border", "coords") == 1
+    # A non-contiguous output still receives the result.
+    out_t = np.zeros((2, 2, 5, 4), np.float32).transpose(0, 1, 3, 2)
+    warp_forward_into(image[:, :, :, ::-1], coords, "zeros", "coords", out_t)
+    np.testing.assert_array_equal(out_t, bilinear_forward(np.ascontiguousarray(image[:, :, :, ::-1]), coords)[0])
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+@pytest.mark.parametrize("input_kind", ["coords", "flow"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coordinate_gradient_from_the_forward_jacobian(rng, padding, input_kind, dtype):
+    """The training path: the forward keeps d warped / d coords, the backward only sums it against dL/dwarped.
+    Same values as sampling again, at pixels inside, straddling the border, far outside and clamped."""
+    image = rng.uniform(size=(2, 3, 7, 9)).astype(dtype)
+    coords = np.stack([rng.uniform(-4, 12, (2, 5, 6)), rng.uniform(-4, 10, (2, 5, 6))], axis=1)
+    coords[1, :, 0, 0] = -1e6
+    coords[0, :, 1, 1] = [8, 6]  # the last column and row exactly
+    if input_kind == "flow":
+        ys, xs = np.mgrid[0:5, 0:6]
+        coords = coords - np.stack([xs, ys])[None]
+    coords = coords.astype(dtype)
+    grad = rng.normal(size=(2, 3, 5, 6)).astype(dtype)
+    out = np.empty((2, 3, 5, 6), dtype)
+    jacobian = (np.empty_like(out), np.empty_like(out))
+    assert warp_forward_into(image, coords, padding, input_kind, out, None, jacobian) == (0, 0)
+    np.testing.assert_array_equal(out, bilinear_forward(image, coords, padding, input_kind)[0])
+    gc = np.empty(coords.shape, dtype)
+    grad[0, 2, 4, 5] = np.nan
+    assert warp_backward_coords_from_jacobian(jacobian, grad, gc) == 1
+    grad[0, 2, 4, 5] = 0.5
+    assert warp_backward_coords_from_jacobian(jacobian, grad, gc) == 0
+    _, expected = bilinear_backward(image, coords, grad, padding, input_kind, need_image=False)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gc, expected, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="jacobian"):
+        warp_forward_into(image, coords, padding, input_kind, out, None, (jacobian[0], jacobian[1][:1]))

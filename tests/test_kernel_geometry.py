@@ -7,6 +7,8 @@ import pytest
 from conftest import numeric_grad
 from pygeometry.kernels import (INVALID_COORD, projection_backward, projection_forward, se3_forward,
                                 transform_grid_backward, transform_grid_forward)
+from pygeometry.kernels.projection import projection_backward_into, projection_forward_into
+from pygeometry.kernels.transform_grid import transform_grid_backward_into, transform_grid_forward_into
 
 K = np.array([7.0, 6.0, 4.2, 2.9])
 
@@ -101,3 +103,56 @@ def test_projection_gradients(rng, output):
     valid = np.broadcast_to(valid1, points.shape)
     np.testing.assert_allclose(analytic[valid], numeric[valid], rtol=1e-6, atol=1e-7)
     assert np.all(analytic[~valid] == 0) and np.all(np.isfinite(analytic))
+
+
+def test_float32_agrees_with_float64(rng):
+    """The kernels compute in the input dtype; float32 matches float64 to float32 precision."""
+    depth, T = _depth(rng), _pose(rng)
+    G = rng.normal(size=(2, 3, 5, 7))
+    p64 = transform_grid_forward(depth, T, K)
+    p32 = transform_grid_forward(depth.astype(np.float32), T.astype(np.float32), K.astype(np.float32))
+    assert p32.dtype == np.float32
+    np.testing.assert_allclose(p32, p64, rtol=1e-5, atol=1e-5)
+    f32 = [a.astype(np.float32) for a in (depth, T, G)]
+    for g32, g64 in zip(transform_grid_backward(f32[0], f32[1], K, f32[2]), transform_grid_backward(depth, T, K, G)):
+        assert g32.dtype == np.float32
+        np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-4)
+    points = _points(rng)
+    Gc = rng.normal(size=(2, 2, 4, 6))
+    for output in ("coords", "flow"):
+        c64, v64 = projection_forward(points, K, output=output)
+        c32, v32 = projection_forward(points.astype(np.float32), K, output=output)
+        assert c32.dtype == np.float32 and v32.dtype == np.float32
+        np.testing.assert_allclose(c32, c64, rtol=1e-6, atol=1e-4)
+        np.testing.assert_array_equal(v32, v64)
+    b32 = projection_backward(points.astype(np.float32), K, Gc.astype(np.float32))
+    np.testing.assert_allclose(b32, projection_backward(points, K, Gc), rtol=1e-5, atol=1e-5)
+
+
+def test_into_functions_count_nonfinite(rng):
+    depth, T = _depth(rng).astype(np.float32), _pose(rng).astype(np.float32)
+    points = np.empty((2, 3, 5, 7), np.float32)
+    assert transform_grid_forward_into(depth, T, K, points) == 0
+    depth[1, 0, 2, 2] = np.nan
+    assert transform_grid_forward_into(depth, T, K, points) == 1
+    assert np.all(points[1, :, 2, 2] == 0)  # a NaN depth is not > 0: an invalid pixel
+    G = rng.normal(size=points.shape).astype(np.float32)
+    G[0, 2, 1, 1], G[1, 0, 0, 0] = np.inf, np.nan
+    grad_T, bad = transform_grid_backward_into(depth, T, K, G, np.empty_like(depth))
+    assert bad == 2 and grad_T.shape == (2, 4, 4)
+    assert transform_grid_backward_into(depth, T, K, G, None, need_T=False) == (None, 2)
+    p = _points(rng).astype(np.float32)
+    coords = np.empty((2, 2, 4, 6), np.float32)
+    assert projection_forward_into(p, K, 1e-3, "coords", coords) == 0  # valid=None: no mask
+    p[0, 1, 1, 1] = np.inf
+    assert projection_forward_into(p, K, 1e-3, "coords", coords) == 1
+    Gc = rng.normal(size=coords.shape).astype(np.float32)
+    Gc[1, 1, 3, 5] = np.nan
+    assert projection_backward_into(p, K, Gc, 1e-3, np.empty_like(p)) == 1
+
+
+def test_point_at_exactly_eps_in_float32_is_valid():
+    """z > eps compares exactly: float32(1e-3) is slightly above 1e-3."""
+    p = np.array([0.0, 0.0, 1e-3], np.float32).reshape(1, 3, 1, 1)
+    assert projection_forward(p, K, eps=1e-3)[1][0, 0, 0, 0] == 1
+    assert projection_forward(np.array([0.0, 0.0, 1e-3]).reshape(1, 3, 1, 1), K, eps=1e-3)[1].max() == 0

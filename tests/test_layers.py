@@ -6,6 +6,7 @@ import functools
 import numpy as np
 import pytest
 
+import caffe
 from layer_harness import bottom_blob, build_net, finite_difference_check, run_backward
 from pygeometry import netspec as G
 from pygeometry.kernels import (bilinear_backward, bilinear_forward, photometric_backward, photometric_forward,
@@ -174,3 +175,39 @@ def test_float32_finite_differences_through_the_net(name, rng):
     # SE(3) and the loss are smooth at the scale of the step; points and coords need a smaller one.
     step = 1e-3 if name.startswith(("proj", "grid")) else 1e-2
     finite_difference_check(net, case["bottoms"], case["tops"], diffs, case["grads"], rng, step=step)
+
+
+@pytest.mark.parametrize("padding,input_kind", [("zeros", "coords"), ("border", "flow")])
+def test_warp_training_path_uses_the_forward_jacobian(rng, padding, input_kind):
+    """TRAIN phase with the image as data: the forward keeps d warped / d coords and the backward sums it against
+    dL/dwarped (no second sampling). Gradients equal the kernel's over several iterations with new data, also
+    after switching to an image gradient (which samples again) and back."""
+    case = case_warp(rng, padding, input_kind, False)
+    expect_jacobian = []
+    for propagate_down in ([False, True], [True, True]):
+        net = build_net(case["bottoms"], case["layer"], case["tops"], propagate_down=propagate_down,
+                        phase=caffe.TRAIN)
+        layer = net.layers[list(net._layer_names).index("warped")]
+        for it in range(3):
+            image = rng.uniform(size=case["bottoms"]["image"].shape).astype(f32)
+            coords = (case["bottoms"]["coords"] + rng.uniform(-0.3, 0.3, size=(2, 2, 5, 6))).astype(f32)
+            bottom_blob(net, "image").data[...] = image
+            bottom_blob(net, "coords").data[...] = coords
+            net.forward()
+            expect_jacobian.append(layer._jacobian_ready)
+            g = rng.normal(size=net.blobs["warped"].data.shape).astype(f32)
+            run_backward(net, {"warped": g})
+            gi, gc = bilinear_backward(image, coords, g, padding, input_kind)
+            np.testing.assert_allclose(bottom_blob(net, "coords").diff, gc, rtol=1e-5, atol=1e-5)
+            if propagate_down[0]:
+                np.testing.assert_allclose(bottom_blob(net, "image").diff, gi, rtol=1e-5, atol=1e-6)
+    # Kept while only dL/dcoords is asked for; the first forward of the second net still keeps it (a guess), the
+    # backward then samples again and the layer stops keeping it.
+    assert expect_jacobian == [True, True, True, True, False, False]
+
+
+def test_warp_training_path_finite_differences(rng):
+    case = case_warp(rng, "zeros", "coords", False)
+    net = build_net(case["bottoms"], case["layer"], case["tops"], propagate_down=[False, True], phase=caffe.TRAIN)
+    net.forward()
+    finite_difference_check(net, case["bottoms"], case["tops"], _top_diffs(case, net, rng), ["coords"], rng)

@@ -17,54 +17,122 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .finite import FASTMATH
+
 INVALID_COORD = -1.0e6
 DEFAULT_EPS = 1e-3
 
 
-@numba.njit(parallel=True, cache=True)
-def _forward(points, K, eps, as_flow, coords, valid):
+# The kernels index the 4-D arrays directly (no per-row views): with few distinct base pointers LLVM can check
+# them for overlap at run time and vectorise the row loops.
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _forward(points, K, eps, as_flow, coords, valid, want_valid):
+    """Fill coords (and valid when want_valid); returns the number of NaN/inf values in points."""
     N, _, H, W = points.shape
+    ft = points.dtype.type
+    # (eps stays float64: Z > eps compares exactly, as the docstring says)
+    inf = ft(np.inf)
+    invalid = ft(INVALID_COORD)
+    flow = ft(1 if as_flow else 0)
+    bad = 0
     for row in numba.prange(N * H):
         n, y = row // H, row % H
         fx, fy, cx, cy = K[n, 0], K[n, 1], K[n, 2], K[n, 3]
+        yf = ft(y) * flow
+        row_bad = 0
         for x in range(W):
-            Z = points[n, 2, y, x]
-            if Z > eps:
-                u = fx * points[n, 0, y, x] / Z + cx
-                v = fy * points[n, 1, y, x] / Z + cy
-                valid[n, 0, y, x] = 1
-            else:
-                u = INVALID_COORD
-                v = INVALID_COORD
-                valid[n, 0, y, x] = 0
-            if as_flow:
-                u -= x
-                v -= y
-            coords[n, 0, y, x] = u
-            coords[n, 1, y, x] = v
+            X, Y, Z = points[n, 0, y, x], points[n, 1, y, x], points[n, 2, y, x]
+            row_bad += (not abs(X) < inf) + (not abs(Y) < inf) + (not abs(Z) < inf)
+            ok = Z > eps
+            inv_z = ft(1) / Z if ok else ft(0)
+            # flow: minus the pixel grid (also from the sentinel, as coords - grid)
+            coords[n, 0, y, x] = (fx * X * inv_z + cx if ok else invalid) - ft(x) * flow
+            coords[n, 1, y, x] = (fy * Y * inv_z + cy if ok else invalid) - yf
+        bad += row_bad
+        if want_valid:
+            for x in range(W):
+                valid[n, 0, y, x] = 1 if points[n, 2, y, x] > eps else 0
+    return bad
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _backward(points, K, eps, grad, out):
+    """Fill out with dL/dpoints; returns the number of NaN/inf values in grad."""
     N, _, H, W = points.shape
+    ft = points.dtype.type
+    # (eps stays float64: Z > eps compares exactly, as the docstring says)
+    inf = ft(np.inf)
+    bad = 0
     for row in numba.prange(N * H):
         n, y = row // H, row % H
         fx, fy = K[n, 0], K[n, 1]
+        row_bad = 0
         for x in range(W):
             Z = points[n, 2, y, x]
-            if Z > eps:
-                gx, gy = grad[n, 0, y, x] / Z, grad[n, 1, y, x] / Z
-                out[n, 0, y, x] = gx * fx
-                out[n, 1, y, x] = gy * fy
-                out[n, 2, y, x] = -(gx * fx * points[n, 0, y, x] + gy * fy * points[n, 1, y, x]) / Z
-            else:
-                out[n, 0, y, x] = 0
-                out[n, 1, y, x] = 0
-                out[n, 2, y, x] = 0
+            gu, gv = grad[n, 0, y, x], grad[n, 1, y, x]
+            row_bad += (not abs(gu) < inf) + (not abs(gv) < inf)
+            ok = Z > eps
+            inv_z = ft(1) / Z if ok else ft(0)
+            gX = gu * fx * inv_z if ok else ft(0)  # (the select also keeps NaN/inf grads of invalid points out)
+            gY = gv * fy * inv_z if ok else ft(0)
+            out[n, 0, y, x] = gX
+            out[n, 1, y, x] = gY
+            out[n, 2, y, x] = -(gX * points[n, 0, y, x] + gY * points[n, 1, y, x]) * inv_z
+        bad += row_bad
+    return bad
 
 
 def _as_K(K, n, dtype):
     return np.ascontiguousarray(np.broadcast_to(np.asarray(K, dtype=dtype).reshape(-1, 4), (n, 4)))
+
+
+def _target(arr, shape, dtype):
+    """arr if the kernel can write into it directly, else a new array whose result the caller copies back."""
+    if arr.dtype == dtype and arr.flags.c_contiguous and arr.flags.writeable:
+        return arr
+    return np.empty(shape, dtype)
+
+
+def _check_output(output):
+    if output not in ("coords", "flow"):
+        raise ValueError(f"output must be 'coords' or 'flow', got {output!r}")
+
+
+def projection_forward_into(points, K, eps, output, out, valid=None) -> int:
+    """The forward writing into out (N, 2, H, W) and valid (N, 1, H, W), or None to skip the valid mask (what
+    the layer calls); see projection_forward.
+
+    Returns:
+        The number of NaN/inf values in points.
+    """
+    _check_output(output)
+    points = np.ascontiguousarray(points)
+    N, _, H, W = points.shape
+    dtype = points.dtype
+    o = _target(out, (N, 2, H, W), dtype)
+    v = _target(valid, (N, 1, H, W), dtype) if valid is not None else np.empty((1, 1, 1, 1), dtype)
+    bad = _forward(points, _as_K(K, N, dtype), float(eps), output == "flow", o, v, valid is not None)
+    if o is not out:
+        out[...] = o
+    if valid is not None and v is not valid:
+        valid[...] = v
+    return int(bad)
+
+
+def projection_backward_into(points, K, grad_coords, eps, out) -> int:
+    """The backward writing dL/dpoints into out (N, 3, H, W) (what the layer calls); see projection_backward.
+
+    Returns:
+        The number of NaN/inf values in grad_coords.
+    """
+    points = np.ascontiguousarray(points)
+    dtype = points.dtype
+    o = _target(out, points.shape, dtype)
+    bad = _backward(points, _as_K(K, points.shape[0], dtype), float(eps),
+                    np.ascontiguousarray(grad_coords, dtype=dtype), o)
+    if o is not out:
+        out[...] = o
+    return int(bad)
 
 
 def projection_forward(points, K, eps=DEFAULT_EPS, output="coords", out=None, valid=None):
@@ -80,14 +148,13 @@ def projection_forward(points, K, eps=DEFAULT_EPS, output="coords", out=None, va
     Returns:
         (coords or flow (N, 2, H, W), valid (N, 1, H, W) of 0/1), dtype of points.
     """
-    if output not in ("coords", "flow"):
-        raise ValueError(f"output must be 'coords' or 'flow', got {output!r}")
+    _check_output(output)
     N, _, H, W = points.shape
     if out is None:
         out = np.empty((N, 2, H, W), dtype=points.dtype)
     if valid is None:
         valid = np.empty((N, 1, H, W), dtype=points.dtype)
-    _forward(np.ascontiguousarray(points), _as_K(K, N, points.dtype), float(eps), output == "flow", out, valid)
+    projection_forward_into(points, K, eps, output, out, valid)
     return out, valid
 
 
@@ -100,9 +167,7 @@ def projection_backward(points, K, grad_coords, eps=DEFAULT_EPS, out=None):
     Returns:
         grad_points: (N, 3, H, W), zero where the point is invalid.
     """
-    N = points.shape[0]
     if out is None:
-        out = np.empty_like(points)
-    _backward(np.ascontiguousarray(points), _as_K(K, N, points.dtype), float(eps),
-              np.ascontiguousarray(grad_coords, dtype=points.dtype), out)
+        out = np.empty(points.shape, dtype=points.dtype)
+    projection_backward_into(points, K, grad_coords, eps, out)
     return out
