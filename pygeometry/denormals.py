@@ -1,0 +1,57 @@
+"""Flush denormal floats to zero in the calling thread (x86 MXCSR FTZ and DAZ bits), for long CPU training runs.
+
+Why: Adam keeps a running mean m of each parameter's gradient; where the gradient is exactly zero for hundreds of
+iterations (a ReLU unit that no longer fires), m decays by 0.9 per step into the denormal range (below 1.2e-38 in
+float32) after about 750 steps, and every operation on a denormal takes a slow microcode path. Seen here:
+`make train` slowed from 6 to 2 iterations per second after iteration ~1400 with nothing else running. With
+flush-to-zero (results that would be denormal become 0) and denormals-are-zero (denormal inputs read as 0), those
+values are exact zeros instead, which changes nothing that matters to training.
+
+The flags are per thread: call flush_denormals() in the thread that runs Caffe (the main thread in pycaffe;
+OpenBLAS with one thread computes in the calling thread). The function is compiled once with llvmlite (numba's
+own LLVM binding, so no new dependency), using LLVM's x86 intrinsics for stmxcsr/ldmxcsr.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import platform
+
+_MXCSR_FTZ_DAZ = (1 << 15) | (1 << 6)
+
+_IR = f"""
+declare void @llvm.x86.sse.stmxcsr(ptr)
+declare void @llvm.x86.sse.ldmxcsr(ptr)
+define void @flush_denormals() {{
+  %p = alloca i32, align 4
+  call void @llvm.x86.sse.stmxcsr(ptr %p)
+  %v = load i32, ptr %p, align 4
+  %w = or i32 %v, {_MXCSR_FTZ_DAZ}
+  store i32 %w, ptr %p, align 4
+  call void @llvm.x86.sse.ldmxcsr(ptr %p)
+  ret void
+}}
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled():
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    module = llvm.parse_assembly(_IR)
+    module.verify()
+    machine = llvm.Target.from_default_triple().create_target_machine()
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    function = ctypes.CFUNCTYPE(None)(engine.get_function_address("flush_denormals"))
+    return engine, function  # keep the engine alive as long as the function
+
+
+def flush_denormals() -> bool:
+    """Set FTZ and DAZ in the calling thread. Returns False (and does nothing) on a CPU that is not x86-64."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    _compiled()[1]()
+    return True
