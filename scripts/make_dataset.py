@@ -12,6 +12,12 @@ exists complete for the same settings (dataset.json) is kept. The list files are
 Example: scripts/make_dataset.py --out data/synthetic --train 1600 --val 96 --test 200 --motion handheld
 
 The defaults (64 x 208, driving motion, 1600/96/200 pairs) are the embedded default dataset of `make train`.
+
+With --sequence N it renders instead one camera path of N frames through a corridor (render_sequence: driving
+motion that curves and comes back) and writes the N - 1 consecutive pairs (target frame k, source frame k + 1)
+as the split `sequence` (<out>/sequence_000.h5, <out>/sequence.txt) with frame numbers and timestamps (10 Hz),
+so scripts/evaluate.py chains them into a trajectory:
+    scripts/make_dataset.py --sequence 24 --out data/sequence
 """
 from __future__ import annotations
 
@@ -24,13 +30,14 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pygeometry.data.hdf5 import KEYS, DatasetWriter, write_list_file  # noqa: E402
-from pygeometry.render import MOTIONS, render_pair  # noqa: E402
+from pygeometry.render import MOTIONS, pose_vector_from_matrix, render_pair, render_sequence  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -52,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--pairs-per-file", type=int, default=250, help="pairs per HDF5 file (default 250)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: cores)")
+    p.add_argument("--sequence", type=int, default=0, metavar="N",
+                   help="render one N-frame camera path (a trajectory) instead of the train/val/test splits")
     return p.parse_args(argv)
 
 
@@ -71,10 +80,31 @@ def _complete(path: Path, count: int, cfg) -> bool:
         return False
 
 
+def write_sequence(args, out: Path):
+    """The --sequence mode: one rendered path, its consecutive pairs in <out>/sequence_000.h5 + sequence.txt."""
+    if args.sequence < 2:
+        sys.exit(f"--sequence needs at least 2 frames, got {args.sequence}")
+    t0 = time.time()
+    seq = render_sequence(args.seed, args.sequence, args.height, args.width, args.supersample, args.jitter)
+    T = seq["world_T_cam"]
+    path = out / "sequence_000.h5"
+    with DatasetWriter(path, args.height, args.width, sequence=True) as writer:
+        for k in tqdm(range(args.sequence - 1), desc="sequence", unit="pair"):
+            src_T_tgt = np.linalg.inv(T[k + 1]) @ T[k]
+            writer.append(src=seq["images"][k + 1], tgt=seq["images"][k], tgt_depth=seq["depths"][k], K=seq["K"],
+                          src_T_tgt=src_T_tgt, xi_gt=pose_vector_from_matrix(src_T_tgt), sequence=0, tgt_frame=k,
+                          src_frame=k + 1, tgt_time=k / 10.0, src_time=(k + 1) / 10.0)
+    write_list_file(out / "sequence.txt", [path])
+    print(f"wrote {args.sequence - 1} pairs of a {args.sequence}-frame sequence to {path} in {time.time() - t0:.0f} s "
+          f"(list: {out / 'sequence.txt'})")
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.sequence:
+        return write_sequence(args, out)
     cfg = {k: getattr(args, k) for k in ("height", "width", "motion", "motion_scale", "jitter", "supersample",
                                           "pairs_per_file", "seed")}
     manifest = out / "dataset.json"

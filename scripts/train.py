@@ -3,7 +3,8 @@
 
 Writes into --out: train/val/deploy prototxt and solver (generated with pygeometry.nets for the dataset's
 image size), train.log, curves.csv and curves.png (training loss and pose errors, validation), snapshots
-(<out>/snap_iter_N.caffemodel/.solverstate; checkpoint.json names the last complete one), and at the end
+(<out>/snap_iter_N.caffemodel/.solverstate; checkpoint.json names the last complete one), init.caffemodel (the
+weights at iteration 0), and at the end
 deploy.prototxt + final.caffemodel and result.json with the test-split pose errors beside the trivial
 baselines (identity pose, mean training pose).
 
@@ -271,21 +272,20 @@ def main(argv=None):
 
         init_batchnorm_identity(solver.net)  # random init: unit statistics (converted weights overwrite them)
     rows, val_rows = [], []
-    if args.resume:
-        state = args.resume
-        if state == "auto":
-            ckpt = out / "checkpoint.json"
-            state = json.loads(ckpt.read_text())["solverstate"] if ckpt.exists() else None
-        if state:
-            solver.restore(str(state))
-            log(f"resumed from {state} at iteration {solver.iter}")
-            if (out / "curves.csv").exists():
-                for line in (out / "curves.csv").read_text().splitlines()[1:]:
-                    it, loss, t, r, split = line.split(",")
-                    (rows if split == "train" else val_rows).append(
-                        (int(it), float(loss), float(t), float(r)))
-                rows = [r for r in rows if r[0] <= solver.iter]
-                val_rows = [r for r in val_rows if r[0] <= solver.iter]
+    state = args.resume
+    if state == "auto":
+        ckpt = out / "checkpoint.json"
+        state = json.loads(ckpt.read_text())["solverstate"] if ckpt.exists() else None
+    if state:  # a resumed run keeps its own weights; --weights only initialises a run that starts at iteration 0
+        solver.restore(str(state))
+        log(f"resumed from {state} at iteration {solver.iter}")
+        if (out / "curves.csv").exists():
+            for line in (out / "curves.csv").read_text().splitlines()[1:]:
+                it, loss, t, r, split = line.split(",")
+                (rows if split == "train" else val_rows).append(
+                    (int(it), float(loss), float(t), float(r)))
+            rows = [r for r in rows if r[0] <= solver.iter]
+            val_rows = [r for r in val_rows if r[0] <= solver.iter]
     elif args.weights:
         if args.backbone == "efficientnet":
             # Converted ImageNet weights (scripts/convert_efficientnet_lite0.py) carry unprefixed layer names; the
@@ -301,6 +301,9 @@ def main(argv=None):
         else:
             solver.net.copy_from(str(args.weights))
             log(f"initialised from {args.weights}")
+    if solver.iter == 0:  # the weights training starts from: what "before training" figures show
+        solver.net.save(str(out / ".init.partial"))
+        os.replace(out / ".init.partial", out / "init.caffemodel")
     val_pairs = sum(h5py.File(p, "r")["src"].shape[0] for p in read_list_file(args.data / "val.txt"))
     stopper = Stopper()
     t0 = time.time()

@@ -17,10 +17,11 @@ from scipy.spatial.transform import Rotation
 
 from pygeometry.data.convert_common import (DatasetFormatError, pose_vector, relative_pose, resize_depth_nearest,
                                             scale_intrinsics)
-from pygeometry.data.hdf5 import KEYS, read_list_file
+from pygeometry.data.hdf5 import KEYS, SEQUENCE_KEYS, read_list_file
 from pygeometry.data.kitti import convert_kitti, read_calib, read_poses
 from pygeometry.data.tum import associate, convert_tum, parse_intrinsics
 from pygeometry.kernels.se3 import se3_forward
+from pygeometry.evaluation import find_chains, load_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def read_h5(paths):
     out = {k: [] for k in KEYS}
     for p in paths:
         with h5py.File(p, "r") as f:
-            assert set(f.keys()) == set(KEYS)
+            assert set(f.keys()) == set(KEYS) | set(SEQUENCE_KEYS)
             for k in KEYS:
                 assert f[k].dtype == np.float32, k
                 out[k].append(f[k][...])
@@ -196,6 +197,20 @@ def test_kitti_conversion(kitti_root, tmp_path):
         if z > 0 and 0 <= u < OUT_HW[1] and 0 <= v < OUT_HW[0]:
             assert data["tgt_depth"][0, 0, v, u] <= z + 1e-4 and data["tgt_depth"][0, 0, v, u] > 0
     assert np.count_nonzero(data["tgt_depth"][0]) == 3
+
+    # sequence information: frame numbers, the KITTI sequence number, 10 Hz times without times.txt; pairs chain
+    seq = load_split(list_path)
+    np.testing.assert_array_equal(seq["tgt_frame"], np.arange(n))
+    np.testing.assert_array_equal(seq["src_frame"], np.arange(n) + 1)
+    np.testing.assert_array_equal(seq["sequence"], np.zeros(n))
+    np.testing.assert_allclose(seq["src_time"], (np.arange(n) + 1) / 10.0)
+    assert [c.tolist() for c in find_chains(seq)] == [list(range(n))]
+    (kitti_root / "sequences/00/times.txt").write_text("".join(f"{0.5 + 0.1037 * k:.6e}\n" for k in range(N_FRAMES)))
+    convert_kitti(kitti_root, ["00"], out, height=OUT_HW[0], width=OUT_HW[1], progress=False)
+    np.testing.assert_allclose(load_split(list_path)["tgt_time"], 0.5 + 0.1037 * np.arange(n), rtol=1e-6)
+    (kitti_root / "sequences/00/times.txt").write_text("0.0\n")
+    with pytest.raises(DatasetFormatError, match="times.txt has 1 timestamps"):
+        convert_kitti(kitti_root, ["00"], out, height=OUT_HW[0], width=OUT_HW[1], progress=False)
 
 
 def test_kitti_gap_max_pairs_and_native_size(kitti_root, tmp_path):
@@ -438,6 +453,12 @@ def test_tum_conversion(tum_root, tmp_path):
     np.testing.assert_allclose(data["tgt_depth"][1, 0], resize_depth_nearest(tum_depth(1) / 5000.0, 240, 320),
                                rtol=1e-6)
     assert not np.allclose(data["tgt_depth"][1, 0], resize_depth_nearest(tum_depth(2) / 5000.0, 240, 320))
+    # sequence information: indices of associated frames and their rgb timestamps; the pairs chain
+    seq = load_split(list_path)
+    np.testing.assert_array_equal(seq["tgt_frame"], np.arange(n))
+    np.testing.assert_allclose(seq["tgt_time"], [RGB_STAMPS[ASSOCIATED[i][0]] for i in range(n)])
+    np.testing.assert_allclose(seq["src_time"], [RGB_STAMPS[ASSOCIATED[i + 1][0]] for i in range(n)])
+    assert [c.tolist() for c in find_chains(seq)] == [list(range(n))]
 
 
 def test_tum_options(tum_root, tmp_path):

@@ -103,3 +103,26 @@ def test_contact_sheet_and_flow_agree_with_the_layers_kernels(dataset, tmp_path)
     import cv2
     img = cv2.imread(str(out))
     assert img.shape == (20 + 3 * 24, 4 * 40, 3) and img.std() > 10
+
+
+def test_sequence_keys_are_written_and_checked(tmp_path):
+    import h5py
+    import numpy as np
+    import pytest
+    from pygeometry.data.hdf5 import DatasetWriter
+
+    pair = dict(src=np.zeros((3, 4, 5)), tgt=np.zeros((3, 4, 5)), tgt_depth=np.ones((1, 4, 5)), K=[4, 4, 2, 1.5],
+                src_T_tgt=np.eye(4), xi_gt=np.zeros(6))
+    seq = dict(sequence=3, tgt_frame=7, src_frame=8, tgt_time=0.7, src_time=0.8)
+    with DatasetWriter(tmp_path / "s.h5", 4, 5, sequence=True) as w:
+        w.append(**pair, **seq)
+        with pytest.raises(ValueError, match="missing \\['src_frame'\\]"):
+            w.append(**pair, **{k: v for k, v in seq.items() if k != "src_frame"})
+        with pytest.raises(ValueError, match="'tgt_time' must be one finite number"):
+            w.append(**pair, **dict(seq, tgt_time=float("nan")))
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert f["tgt_frame"][0] == 7 and f["sequence"].dtype == np.int64 and f["src_time"][0] == 0.8
+    with DatasetWriter(tmp_path / "p.h5", 4, 5) as w:  # without sequence=True the keys are unknown
+        with pytest.raises(ValueError, match="unknown \\['sequence'"):
+            w.append(**pair, **seq)
+        w.append(**pair)

@@ -268,3 +268,35 @@ def test_corridor_scene_is_deterministic_and_closed():
               [-np.pi / 2, 0, 0]):
         _, depth = render(a, matrix_from_pose_vector([0.1, 0.2, 1.0] + w), default_K(16, 32), 16, 32)
         assert np.all(depth > 0)
+
+
+def test_rendered_sequence_moves_as_documented_and_chains():
+    from pygeometry.render import pose_vector_from_matrix, render_sequence
+
+    seq = render_sequence(7, n_frames=6, height=24, width=64, supersample=1)
+    assert seq["images"].shape == (6, 3, 24, 64) and seq["depths"].shape == (6, 1, 24, 64)
+    assert np.all(seq["depths"] > 0) and np.all(np.isfinite(seq["images"]))
+    T = seq["world_T_cam"]
+    deg = np.pi / 180
+    for k in range(5):
+        cam_T_next = np.linalg.inv(T[k]) @ T[k + 1]
+        xi = pose_vector_from_matrix(cam_T_next)
+        assert 0.3 - 1e-9 <= xi[2] <= 1.0 + 1e-9 and np.all(np.abs(xi[:2]) <= 0.05 + 1e-9)
+        assert np.all(np.abs(xi[3:]) <= 3 * deg)
+    # depth of frame 0 moved into frame 1 agrees with frame 1's own depth (inverse depth, bilinear: exact on planes)
+    K = seq["K"].astype(np.float64)
+    vv, uu = np.mgrid[0:24, 0:64].astype(np.float64)
+    z = seq["depths"][0, 0].astype(np.float64)
+    pts = np.stack([z * (uu - K[2]) / K[0], z * (vv - K[3]) / K[1], z], -1).reshape(-1, 3)
+    next_T_cam = np.linalg.inv(T[1]) @ T[0]
+    q = pts @ next_T_cam[:3, :3].T + next_T_cam[:3, 3]
+    us, vs = K[0] * q[:, 0] / q[:, 2] + K[2], K[1] * q[:, 1] / q[:, 2] + K[3]
+    inside = (us >= 0) & (us <= 63) & (vs >= 0) & (vs <= 23) & (q[:, 2] > 0)
+    inv_next = cv2.remap((1.0 / seq["depths"][1, 0]).astype(np.float32), us.astype(np.float32).reshape(24, 64),
+                         vs.astype(np.float32).reshape(24, 64), cv2.INTER_LINEAR).reshape(-1)
+    agree = np.abs(inv_next[inside] * q[inside, 2] - 1) < 0.01
+    assert inside.mean() > 0.7 and agree.mean() > 0.8, (inside.mean(), agree.mean())
+    np.testing.assert_array_equal(render_sequence(7, n_frames=6, height=24, width=64, supersample=1)["images"],
+                                  seq["images"])
+    with pytest.raises(ValueError, match="n_frames must be >= 2"):
+        render_sequence(1, n_frames=1)

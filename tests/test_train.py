@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py"), "--no-progress", "--batch", "2"]
@@ -30,6 +32,20 @@ def test_train_evaluate_and_resume(tmp_path, tiny_split):
     assert json.loads((out / "checkpoint.json").read_text())["iter"] == 9
     rows = (out / "curves.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows if r.endswith("train")] == list(range(1, 10))
+
+    # --weights initialises a fresh run even with --resume auto (nothing to resume yet): init.caffemodel holds them
+    fresh = tmp_path / "fresh"
+    proc = subprocess.run(TRAIN + ["--data", str(tiny_split), "--out", str(fresh), "--iters", "1", "--resume", "auto",
+                                   "--weights", str(out / "final.caffemodel")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "initialised from" in (fresh / "train.log").read_text()
+    import caffe
+
+    trained = caffe.Net(str(out / "deploy.prototxt"), caffe.TEST, weights=str(out / "final.caffemodel"))
+    init = caffe.Net(str(fresh / "deploy.prototxt"), caffe.TEST, weights=str(fresh / "init.caffemodel"))
+    for name, blobs in trained.params.items():
+        for a, b in zip(blobs, init.params[name]):
+            np.testing.assert_array_equal(a.data, b.data)
 
 
 def test_sigterm_stops_cleanly_with_a_snapshot(tmp_path, tiny_split):

@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from .hdf5 import KEYS, DatasetWriter, write_list_file
+from .hdf5 import KEYS, SEQUENCE_KEYS, DatasetWriter, write_list_file
 
 ROTATION_TOLERANCE = 1e-3
 
@@ -275,13 +275,22 @@ def frame_pairs(n_frames: int, gap: int) -> list[tuple[int, int]]:
     return [(i, i + gap) for i in range(max(n_frames - gap, 0))]
 
 
+def sequence_info(sequence: int, tgt: int, src: int, stamps) -> dict:
+    """The SEQUENCE_KEYS of pair (target frame tgt, source frame src) of sequence number `sequence`, with
+    stamps[k] the timestamp (s) of frame k."""
+    return {"sequence": int(sequence), "tgt_frame": int(tgt), "src_frame": int(src),
+            "tgt_time": float(stamps[tgt]), "src_time": float(stamps[src])}
+
+
 def write_split(samples: Iterable[dict], out_dir, split: str, height: int, width: int, pairs_per_file: int = 256,
                 total: int | None = None, progress: bool = True, desc: str = "pairs") -> tuple[Path, list[Path]]:
     """Write samples into ``<out_dir>/<split>_NNN.h5`` files and the list file ``<out_dir>/<split>.txt``.
 
     Args:
         samples: iterable of dicts with the keys of :data:`pygeometry.data.hdf5.KEYS` (shapes of the format, no
-            batch axis); consumed lazily, so conversion errors surface here.
+            batch axis); consumed lazily, so conversion errors surface here. When the first sample also has every
+            key of :data:`pygeometry.data.hdf5.SEQUENCE_KEYS` (sequence id, frame numbers, timestamps), they are
+            written too, and every later sample must have them.
         out_dir: output folder (created).
         split: split name (``train``, ``val``, ...).
         height, width: image size of the samples.
@@ -312,12 +321,16 @@ def write_split(samples: Iterable[dict], out_dir, split: str, height: int, width
     staging.mkdir()
     staged: list[Path] = []
     writer = None
+    sequence = None  # decided by the first sample: it carries all SEQUENCE_KEYS or not
     bar = tqdm(total=total, desc=desc, unit="pair", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     try:
         for sample in samples:
             if writer is None:
-                writer = DatasetWriter(staging / split_file_name(split, len(staged)), height, width)
-            writer.append(**{k: sample[k] for k in KEYS})
+                if sequence is None:
+                    sequence = all(k in sample for k in SEQUENCE_KEYS)
+                writer = DatasetWriter(staging / split_file_name(split, len(staged)), height, width,
+                                       sequence=sequence)
+            writer.append(**{k: sample[k] for k in writer.keys})
             bar.update(1)
             if writer.count >= pairs_per_file:
                 writer.close()

@@ -7,6 +7,10 @@ Format (one HDF5 file holds a whole number of pairs; all float32, NCHW):
     K          (N, 4)        [fx, fy, cx, cy] of both cameras at this resolution, pixels
     src_T_tgt  (N, 4, 4)     ground-truth transform from the target camera frame to the source camera frame
     xi_gt      (N, 6)        the same pose as [tx, ty, tz, wx, wy, wz] (translation, axis-angle rotation)
+Optional sequence information (all five or none in a file; one value per pair; Caffe's HDF5Data ignores them):
+    sequence   (N,) int64    sequence id (pairs of different ids never chain)
+    tgt_frame, src_frame  (N,) int64    frame numbers of the target and source image in their sequence
+    tgt_time, src_time    (N,) float64  timestamps in seconds
 A split is a text file (train.txt, val.txt, test.txt) listing one HDF5 path per line, as Caffe's HDF5Data
 `source` expects. Paths are absolute, so `caffe train` finds them from any working directory.
 
@@ -22,6 +26,8 @@ import h5py
 import numpy as np
 
 KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt", "xi_gt")
+SEQUENCE_KEYS = ("sequence", "tgt_frame", "src_frame", "tgt_time", "src_time")
+SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8"}
 
 
 def _shapes(height, width):
@@ -37,7 +43,8 @@ class DatasetWriter:
             w.append(src=..., tgt=..., tgt_depth=..., K=..., src_T_tgt=..., xi_gt=...)
     """
 
-    def __init__(self, path, height, width, compression="gzip"):
+    def __init__(self, path, height, width, compression="gzip", sequence=False):
+        """sequence=True: every pair also carries SEQUENCE_KEYS (sequence id, frame numbers, timestamps)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
@@ -49,13 +56,24 @@ class DatasetWriter:
             self.file.create_dataset(key, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f4",
                                      chunks=(1,) + shape, compression=compression if big else None,
                                      compression_opts=1 if big and compression == "gzip" else None)
+        self.keys = KEYS + (SEQUENCE_KEYS if sequence else ())
+        for key in self.keys[len(KEYS):]:
+            self.file.create_dataset(key, shape=(0,), maxshape=(None,), dtype=SEQUENCE_DTYPES[key])
 
     def append(self, **sample):
-        """Add one pair; every key of KEYS is required, each with the shape of the format (no batch axis)."""
-        missing = set(KEYS) - set(sample)
-        if missing or set(sample) - set(KEYS):
-            raise ValueError(f"{self.path}: a sample needs exactly the keys {KEYS}; missing {sorted(missing)}, "
-                             f"unknown {sorted(set(sample) - set(KEYS))}")
+        """Add one pair; every key of KEYS (and of SEQUENCE_KEYS with sequence=True) is required, each with the
+        shape of the format (no batch axis; the sequence keys are scalars)."""
+        missing = set(self.keys) - set(sample)
+        if missing or set(sample) - set(self.keys):
+            raise ValueError(f"{self.path}: a sample needs exactly the keys {self.keys}; missing {sorted(missing)}, "
+                             f"unknown {sorted(set(sample) - set(self.keys))}")
+        for key in self.keys[len(KEYS):]:
+            value = np.asarray(sample.pop(key))
+            if value.shape != () or not np.isfinite(value):
+                raise ValueError(f"{self.path}: '{key}' must be one finite number per pair, got {value!r}")
+            ds = self.file[key]
+            ds.resize(self.count + 1, axis=0)
+            ds[self.count] = value
         for key, value in sample.items():
             value = np.asarray(value, dtype=np.float32)
             if value.shape != self.shapes[key]:

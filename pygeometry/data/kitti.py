@@ -34,7 +34,7 @@ import numpy as np
 
 from .convert_common import (DatasetFormatError, check_options, frame_pairs, inverse_rigid, load_rgb, parse_floats,
                              pose_vector, relative_pose, require_file, resize_image, rigid_from_3x4,
-                             scale_intrinsics, to_chw, write_split)
+                             scale_intrinsics, sequence_info, to_chw, write_split)
 
 IMAGE_DIR = "image_2"
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 128, 416
@@ -284,6 +284,19 @@ def make_sample(seq: KittiSequence, tgt: int, src: int, height: int, width: int)
             "tgt_depth": depth[None], "K": K, "src_T_tgt": src_T_tgt, "xi_gt": pose_vector(src_T_tgt)}
 
 
+def frame_times(root, seq: KittiSequence) -> np.ndarray:
+    """Timestamps (s) of a sequence's frames: ``sequences/XX/times.txt`` (one per line) when it exists and has one
+    per frame, otherwise frame k at k / 10 s (the odometry benchmark's nominal 10 Hz)."""
+    path = Path(root) / "sequences" / seq.name / "times.txt"
+    n = len(seq.image_paths)
+    if path.is_file():
+        values = np.array([float(v) for v in path.read_text().split()], dtype=np.float64)
+        if len(values) != n:
+            raise DatasetFormatError(f"{path} has {len(values)} timestamps but the sequence has {n} images")
+        return values
+    return np.arange(n, dtype=np.float64) / 10.0
+
+
 def convert_kitti(root, sequences, out_dir, split: str = "train", gap: int = 1, height: int = DEFAULT_HEIGHT,
                   width: int = DEFAULT_WIDTH, max_pairs: int | None = None, pairs_per_file: int = 256,
                   use_velodyne: bool | None = None, progress: bool = True):
@@ -305,18 +318,23 @@ def convert_kitti(root, sequences, out_dir, split: str = "train", gap: int = 1, 
         (list_path, h5_paths, n_pairs).
 
     All sequences are parsed and checked before any image is read; the output is written atomically (see
-    :func:`pygeometry.data.convert_common.write_split`).
+    :func:`pygeometry.data.convert_common.write_split`). Every pair carries its sequence id (the KITTI number),
+    frame numbers and timestamps (:func:`frame_times`), so scripts/evaluate.py chains pairs into trajectories.
     """
     check_options(gap, height, width, max_pairs, pairs_per_file)
     if isinstance(sequences, (str, int)):
         sequences = [sequences]
     seqs = [load_sequence(root, s, use_velodyne) for s in sequences]
+    number = {seq.name: int(seq.name) if seq.name.isdigit() else i for i, seq in enumerate(seqs)}
     jobs = [(seq, t, s) for seq in seqs for t, s in frame_pairs(len(seq.image_paths), gap)]
     if max_pairs is not None:
         jobs = jobs[:max_pairs]
     if not jobs:
         raise ValueError(f"no pairs: sequences {[s.name for s in seqs]} have too few frames for gap {gap}")
-    samples = (make_sample(seq, t, s, height, width) for seq, t, s in jobs)
+    times = {seq.name: frame_times(root, seq) for seq in seqs}
+    samples = (dict(make_sample(seq, t, s, height, width),
+                    **sequence_info(number[seq.name], t, s, times[seq.name]))
+               for seq, t, s in jobs)
     list_path, files = write_split(samples, out_dir, split, height, width, pairs_per_file, total=len(jobs),
                                    progress=progress, desc="KITTI pairs")
     return list_path, files, len(jobs)

@@ -30,7 +30,7 @@ import numpy as np
 
 from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, pose_vector,
                              relative_pose, require_file, resize_depth_nearest, resize_image, rigid_from_rt,
-                             scale_intrinsics, to_chw, where, write_split)
+                             scale_intrinsics, sequence_info, to_chw, where, write_split)
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 240, 320
 NATIVE_HW = (480, 640)
@@ -290,7 +290,8 @@ def convert_tum(sequence_dirs, out_dir, split: str = "train", gap: int = 1, heig
         progress: show a progress bar.
 
     Returns:
-        (list_path, h5_paths, n_pairs).
+        (list_path, h5_paths, n_pairs). Every pair carries its sequence id (the position in sequence_dirs), the
+        frame numbers (indices of associated frames) and rgb timestamps, so scripts/evaluate.py makes trajectories.
     """
     check_options(gap, height, width, max_pairs, pairs_per_file)
     if not depth_scale > 0:
@@ -298,12 +299,13 @@ def convert_tum(sequence_dirs, out_dir, split: str = "train", gap: int = 1, heig
     if isinstance(sequence_dirs, (str, Path)):
         sequence_dirs = [sequence_dirs]
     seqs = [load_sequence(d, intrinsics, max_difference) for d in sequence_dirs]
-    jobs = [(seq, t, s) for seq in seqs for t, s in frame_pairs(len(seq.rgb_paths), gap)]
+    jobs = [(i, seq, t, s) for i, seq in enumerate(seqs) for t, s in frame_pairs(len(seq.rgb_paths), gap)]
     if max_pairs is not None:
         jobs = jobs[:max_pairs]
     if not jobs:
         raise ValueError(f"no pairs: sequences {[s.name for s in seqs]} have too few associated frames for gap {gap}")
-    samples = (make_sample(seq, t, s, height, width, depth_scale) for seq, t, s in jobs)
+    samples = (dict(make_sample(seq, t, s, height, width, depth_scale),
+                    **sequence_info(i, t, s, seq.stamps)) for i, seq, t, s in jobs)
     list_path, files = write_split(samples, out_dir, split, height, width, pairs_per_file, total=len(jobs),
                                    progress=progress, desc="TUM pairs")
     return list_path, files, len(jobs)

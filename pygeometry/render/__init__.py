@@ -5,6 +5,7 @@ cv2.Rodrigues for poses); imports neither caffe nor any other pygeometry module.
 
 Public API:
     render_pair(seed, height=128, width=416, motion="handheld", supersample=2, ...) -> dict of a view pair
+    render_sequence(seed, n_frames=24, ...) -> dict of a camera path through one scene (trajectories)
     render(scene, world_T_cam, K, height, width, supersample=1) -> image (3, H, W), depth (1, H, W)
     Rectangle, Scene, box, room_scene, corridor_scene: scene building
     sample_motion, pose_vector_from_matrix, matrix_from_pose_vector, MOTIONS: camera motion
@@ -98,6 +99,57 @@ def render_pair(seed, height=128, width=416, motion="handheld", supersample=2, m
             "src_T_tgt": src_T_tgt, "xi_gt": pose_vector_from_matrix(src_T_tgt), "world_T_tgt": world_T_tgt}
 
 
+def render_sequence(seed, n_frames=24, height=64, width=208, supersample=2, photometric_jitter=0.0, scene="corridor"):
+    """A rendered camera path through one scene: frames with exact depth and poses, for trajectory evaluation.
+
+    The camera drives forward along +z (KITTI-like, as sample_motion's "driving"): each step moves 0.3..1.0 m
+    forward with up to 5 cm sideways and vertical motion, the heading follows a 4 deg sine with a period of
+    max(n_frames, 24) frames (so the path curves and comes back, staying inside the corridor; a step turns by at
+    most 1.05 deg) plus heading noise within 0.5 deg, and pitch and roll noise within 0.5 deg per step. Relative motion between consecutive frames is thus within the "driving"
+    ranges. Frame k is ray cast once with render().
+
+    Args:
+        seed: int, the only source of randomness (scene, path, jitter).
+        n_frames: number of frames (>= 2).
+        height, width, supersample: as render_pair.
+        photometric_jitter: as render_pair, applied per frame (exposure gain, colour cast, noise).
+        scene: "corridor" (default: 40 m long, room for ~40 steps) or "room" (16 m deep: keep n_frames <= 12).
+
+    Returns:
+        dict with images (n, 3, H, W) float32 RGB in [0, 1]; depths (n, 1, H, W) float32 z (m); world_T_cam
+        (n, 4, 4) float64 camera poses (camera-to-world, OpenCV camera axes); K (4,) float32 (default_K).
+        Pair (target k, source k + 1) has src_T_tgt = inv(world_T_cam[k + 1]) @ world_T_cam[k].
+    """
+    if scene not in SCENES:
+        raise ValueError(f"unknown scene {scene!r}; known: {SCENES}")
+    if int(n_frames) < 2:
+        raise ValueError(f"n_frames must be >= 2, got {n_frames}")
+    rng = np.random.default_rng(seed)
+    world = room_scene(rng) if scene == "room" else corridor_scene(rng)
+    deg = np.pi / 180
+    heading = 4 * deg * np.sin(2 * np.pi * np.arange(n_frames) / max(n_frames, 24)) + rng.uniform(-0.5, 0.5, n_frames) * deg
+    world_T_cam = [matrix_from_pose_vector([0.0, 0.1, -1.0, 0.0, heading[0], 0.0])]
+    for k in range(1, n_frames):
+        # the previous camera's pose of this one: forward (+z), small side/up motion, yaw to the new heading
+        step = np.array([rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05), rng.uniform(0.3, 1.0),
+                         rng.uniform(-0.5, 0.5) * deg, heading[k] - heading[k - 1], rng.uniform(-0.5, 0.5) * deg])
+        world_T_cam.append(world_T_cam[-1] @ matrix_from_pose_vector(step))
+    world_T_cam = np.stack(world_T_cam)
+    K = default_K(height, width)
+    images, depths = [], []
+    for T in world_T_cam:
+        image, depth = render(world, T, K, height, width, supersample)
+        if photometric_jitter > 0:
+            j = photometric_jitter
+            gain = rng.uniform(1 - j, 1 + j) * (1 + rng.uniform(-j / 2, j / 2, size=(3, 1, 1)))
+            image = np.clip(image * gain.astype(np.float32)
+                            + rng.normal(scale=j / 10, size=image.shape).astype(np.float32), 0, 1)
+        images.append(image.astype(np.float32))
+        depths.append(depth)
+    return {"images": np.stack(images), "depths": np.stack(depths), "world_T_cam": world_T_cam,
+            "K": K.astype(np.float32)}
+
+
 __all__ = ["MOTIONS", "Rectangle", "SCENES", "Scene", "TEXTURE_NAMES", "box", "corridor_scene", "default_K",
            "load_texture", "matrix_from_pose_vector", "pose_vector_from_matrix", "render", "render_pair",
-           "room_scene", "sample_motion"]
+           "render_sequence", "room_scene", "sample_motion"]
