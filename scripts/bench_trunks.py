@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Forward+backward time of the pose networks' trunks in CPU Caffe: AlexNet conv1..pool5
-(pygeometry.models.alexnet_trunk, what the pose nets use) against EfficientNet-Lite0
+"""Forward+backward time of the pose networks' trunks in CPU Caffe: AlexNet conv1..conv5
+(pygeometry.models.alexnet_trunk with cut conv5, what the pose nets use) against EfficientNet-Lite0
 (pygeometry.efficientnet.efficientnet_lite0_trunk) cut at several depths, for 3-channel (late fusion, per branch)
 and 6-channel (early fusion) inputs at the training size (default N=8, 64x208).
 
@@ -10,6 +10,11 @@ of every net per round) and the table shows medians, with ratios to AlexNet of t
 the same run. Weights are random (timing does not depend on them).
 
 Example: OPENBLAS_NUM_THREADS=1 nice -n 15 .venv/bin/python scripts/bench_trunks.py --repeats 7
+At the size the pose nets' trunks see (downsample 2): ... scripts/bench_trunks.py --height 32 --width 104
+
+Measured here (N=8, CPU time, medians of 7; ratios to AlexNet conv1..conv5 with the same input channels):
+at 32x104, EfficientNet-Lite0 block7 (stride 16, the default cut) 1.28x (3 channels) and 1.21x (6 channels),
+block4 1.0x, block10 1.7x, block15 2.5-2.7x; at 64x208, block7 1.15-1.29x and block15 2.0-2.2x.
 """
 from __future__ import annotations
 
@@ -39,6 +44,8 @@ def parse_args(argv=None):
                    help="EfficientNet-Lite0 cuts to time (block0..block15, head; default: the stage ends block4 (s8), "
                         "block7 and block10 (s16), block15 and head (s32))")
     p.add_argument("--channels", nargs="+", type=int, default=[3, 6], help="input channels to time (3 and/or 6)")
+    p.add_argument("--alexnet-cut", choices=["conv5", "pool5"], default="conv5",
+                   help="where the AlexNet reference ends (default conv5, as the pose nets)")
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds; medians reported (default 7)")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     p.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
@@ -55,7 +62,7 @@ def build(kind, channels, args):
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[args.batch, channels, args.height, args.width]))
     if kind == "alexnet":
-        top = alexnet_trunk(n, n.data, fc=False)
+        top = alexnet_trunk(n, n.data, fc=False, cut=args.alexnet_cut, in_channels=channels)
     else:
         top = E.efficientnet_lite0_trunk(n, n.data, cut=kind, in_channels=channels,
                                          input_size=(args.height, args.width))
@@ -112,7 +119,7 @@ def main(argv=None):
             t = np.array(times[(c, kind)])
             fwd, bwd, tot = np.median(t[:, 0]) * 1e3, np.median(t[:, 1]) * 1e3, np.median(t.sum(1)) * 1e3
             ref = tot if kind == "alexnet" else ref
-            name = "alexnet conv1..pool5" if kind == "alexnet" else f"efficientnet {kind} (s{E.CUTS[kind][0]})"
+            name = f"alexnet conv1..{args.alexnet_cut}" if kind == "alexnet" else f"efficientnet {kind} (s{E.CUTS[kind][0]})"
             print(f"{c:>2} {name:<28} {str(shape):<16} {fwd:8.1f} {bwd:8.1f} {tot:8.1f} {tot / ref:9.2f}x")
 
 

@@ -274,6 +274,47 @@ def compare(stats, a: str, b: str, what: str, unit: str) -> str:
     return f"{what}: {ma:.3g} vs {mb:.3g} {unit} ({rel:+.0f}%), {verdict}"
 
 
+def significant(stats, a: str, b: str) -> int:
+    """-1 if experiment a's seed mean is lower than b's by more than 2 standard errors, +1 if higher, 0 if neither."""
+    va, ma, sa = stats[a]
+    vb, mb, sb = stats[b]
+    se = np.sqrt(sa ** 2 / len(va) + sb ** 2 / len(vb))
+    if len(va) < 2 or len(vb) < 2 or abs(ma - mb) <= 2 * se:
+        return 0
+    return -1 if ma < mb else 1
+
+
+def conclusions(stats, experiments, best_base) -> list[str]:
+    """Statements derived from the table by fixed rules (so they stay true when the report is re-run)."""
+    names = {e.name for e in experiments}
+    word = {-1: "lowers", 1: "raises", 0: "does not measurably change"}
+    out = []
+    for fusion in ("late", "early"):
+        a, b = f"{fusion}_imagenet", f"{fusion}_random"
+        if a in names and b in names:
+            r, t = (significant(stats[m], a, b) for m in ("rotation_deg", "translation_m"))
+            out.append(f"- {fusion.capitalize()} fusion: ImageNet initialisation {word[r]} the rotation error and "
+                       f"{word[t]} the translation error against random initialisation.")
+    if {"late_imagenet_frozen", "late_imagenet"} <= names:
+        r = significant(stats["rotation_deg"], "late_imagenet_frozen", "late_imagenet")
+        t = significant(stats["translation_m"], "late_imagenet_frozen", "late_imagenet")
+        out.append(f"- Frozen ImageNet features (pose head only) against fine-tuning, late fusion: rotation "
+                   f"{ {-1: 'lower', 1: 'higher', 0: 'no different'}[r]}, translation "
+                   f"{ {-1: 'lower', 1: 'higher', 0: 'no different'}[t]}.")
+    learned = [e for e in experiments if e.network != "supervised_pose"
+               and np.all(stats["rotation_deg"][e.name][0] < best_base["rotation_deg"])]
+    out.append("- Photometric experiments whose rotation error beats the better trivial baseline in every seed: "
+               + (", ".join(e.name for e in learned) if learned else "none") + ".")
+    learned_t = [e for e in experiments if np.all(stats["translation_m"][e.name][0] < best_base["translation_m"])]
+    out.append("- Experiments whose translation error beats the better trivial baseline (the mean training pose for "
+               "this driving motion) in every seed: " + (", ".join(e.name for e in learned_t) if learned_t else "none")
+               + ".")
+    ranked = sorted(experiments, key=lambda e: stats["rotation_deg"][e.name][1])
+    out.append("- Ranked by rotation error: " + " < ".join(f"{e.name} ({stats['rotation_deg'][e.name][1]:.2f})"
+                                                          for e in ranked) + ".")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------- figures
 def _plt():
     import matplotlib
@@ -299,7 +340,7 @@ def read_curves(folder: Path):
 
 def figure_curves(args, experiments, seeds, baselines, path: Path, command: str):
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(16, 4.5))
     for i, e in enumerate(experiments):
         curves = [read_curves(run_dir(args, e, s)) for s in seeds]
         n = min(len(c) for c in curves)
@@ -314,10 +355,11 @@ def figure_curves(args, experiments, seeds, baselines, path: Path, command: str)
         ax.set_xlabel("iteration")
         ax.set_title(f"validation {METRIC_NAMES[metric]}")
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
     fig.suptitle(f"Validation pose error during training: mean over {len(seeds)} seeds, band = min..max\n{command}",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.78, 1))
     save_figure(fig, path)
 
 
@@ -333,8 +375,8 @@ def figure_histograms(experiments, seeds, errors, baselines, classical, path: Pa
         for name, color in (("identity", "0.6"), ("mean training pose", "k")):
             ax.hist(np.minimum(baselines[name][metric], top), bins, histtype="step", lw=1, ls="--", color=color,
                     density=True, label=name)
-        for name, err in classical.items():
-            ax.hist(np.minimum(err[metric], top), bins, histtype="stepfilled", alpha=0.15, color="C9", density=True,
+        for (name, err), color in zip(classical.items(), ("C9", "C8", "C6")):
+            ax.hist(np.minimum(err[metric], top), bins, histtype="stepfilled", alpha=0.25, color=color, density=True,
                     label=name)
         ax.set_xlabel(f"{METRIC_NAMES[metric]} (last bin: >= {top})")
         ax.set_ylabel("density")
@@ -401,9 +443,8 @@ def figure_trajectory(seq_summary: dict, path: Path, command: str):
             m = traj["methods"][name]
             label += f" (ATE {m['ate_se3']['rmse']:.2f} m SE(3)-aligned, RPE {m['rpe_trans_m']['rmse']:.2f} m)"
         ax.plot(a[:, 1], a[:, 3], "o-", ms=2.5, label=label, **style)
-    ax.set_xlabel("x (m)")
+    ax.set_xlabel("x (m, sideways; axis stretched)")
     ax.set_ylabel("z (m, forward)")
-    ax.set_aspect("equal", adjustable="datalim")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title(f"Rendered corridor sequence, {traj['pairs'] + 1} frames: chained relative poses, top view\n"
@@ -469,7 +510,7 @@ def make_report(args, experiments, seeds) -> dict:
                                str(args.sequence_frames), "--height", str(H), "--width", str(W), "--out", str(seq_dir)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     eval_seq = run_evaluate_script(args, best_folder, seq_dir / "sequence.txt", results / "eval_sequence",
-                                   ["--classical"])
+                                   ["--classical"] + (["--refine", str(args.refine)] if args.refine else []))
 
     # figures
     figs = {}
@@ -512,10 +553,11 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
          "## Setup", "",
          f"- Data: `{show(args.data)}` (rendered by scripts/make_dataset.py: one ray-cast room per pair, driving "
          f"motion), {n_test} test pairs; the training split trains, the validation split draws the curves.",
-         f"- Every run: {args.iters} iterations of Adam (lr {args.lr}), batch 8, scripts/train.py; trunk "
-         f"EfficientNet-Lite0 cut at {args.cut} (stride 16), fed {args.downsample}x{args.downsample} block averages "
-         f"of the images; pose head and output scales as `make train`. Seeds {seeds} (Caffe's random seed: "
-         f"initialisation of what is not loaded, and data order).",
+         f"- Every run: {args.iters} iterations of Adam (lr {args.lr}), batch 8, scripts/train.py; the trunk is "
+         f"fed {args.downsample}x{args.downsample} block averages of the images; pose head, output scales and "
+         f"multi-scale photometric loss as `make train`. Trunk: EfficientNet-Lite0 cut at {args.cut} (stride 16), "
+         f"except `early_alexnet`, which is make train's AlexNet conv1..conv5 (random init) for reference. Seeds "
+         f"{seeds} (Caffe's random seed: initialisation of what is not loaded, and data order).",
          "- ImageNet init: the EfficientNet-Lite0 ImageNet weights converted by scripts/convert_efficientnet_lite0.py "
          "(early fusion: the 3-channel stem copied to both halves of a 6-channel stem and halved). Random init: "
          "He/MSRA fillers with batch norm at identity statistics. Frozen: trunk learning rate 0, only the pose "
@@ -577,8 +619,7 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
             wins = int(np.sum(v < best_base[m]))
             parts.append(f"{METRIC_NAMES[m]} {mean:.3g} vs {best_base[m]:.3g} {unit}, better in {wins}/{len(v)} seeds")
         L.append(f"- {e.label or e.name}: " + "; ".join(parts))
-    L += ["", "The conclusion these numbers support is written in README.md (\"What the report shows\"), with the "
-              "caveats of this budget.", ""]
+    L += ["", "### What these numbers support", ""] + conclusions(stats, experiments, best_base) + [""]
 
     L += ["## Figures", ""]
     captions = {
