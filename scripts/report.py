@@ -20,8 +20,8 @@ pose); the classical OpenCV baselines and photometric refinement of the best pho
 (scripts/evaluate.py --classical --refine); and a trajectory on a rendered sequence (scripts/make_dataset.py
 --sequence, into <data>/sequence/) with evo's ATE/RPE.
 
-Writes <results>/REPORT.md, <results>/summary.json, per_run.csv, and the figures curves.png, histograms.png,
-warp_grid.png, trajectory.png (each figure's caption in REPORT.md gives the command that made it).
+Writes <results>/REPORT.md, <results>/summary.json, per_run.csv, and the figures seeds.png, curves.png,
+histograms.png, warp_grid.png, trajectory.png (each figure's caption in REPORT.md gives the command that made it).
 
 Example (what `make report` runs): scripts/report.py --data data/synthetic --iters 1000 --seeds 3 --jobs 2
 """
@@ -363,6 +363,30 @@ def figure_curves(args, experiments, seeds, baselines, path: Path, command: str)
     save_figure(fig, path)
 
 
+def figure_seeds(experiments, stats, baselines, path: Path, command: str):
+    """The answer at a glance: each experiment's mean test error per seed (dots) and over seeds (bar), with the
+    trivial baselines."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(experiments) + 1.8), sharey=True)
+    ys = np.arange(len(experiments))[::-1]
+    for ax, metric in zip(axes, ("translation_m", "rotation_deg")):
+        for y, (i, e) in zip(ys, enumerate(experiments)):
+            v, mean, _ = stats[metric][e.name]
+            ax.barh(y, mean, color=f"C{i}", alpha=0.35, height=0.6)
+            ax.plot(v, np.full(len(v), y), "o", color=f"C{i}", ms=5)
+        for name, style in (("identity", ":"), ("mean training pose", "--")):
+            value = float(np.mean(baselines[name][metric]))
+            if value < 2 * max(stats[metric][e.name][1] for e in experiments):
+                ax.axvline(value, color="k", ls=style, lw=1, label=f"{name} {value:.3g}")
+        ax.set_xlabel(f"mean test {METRIC_NAMES[metric]}")
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_yticks(ys, [e.label or e.name for e in experiments], fontsize=8)
+    fig.suptitle(f"Each dot is one seed's run, bars the mean over seeds\n{command}", fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def figure_histograms(experiments, seeds, errors, baselines, classical, path: Path, command: str):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
@@ -514,6 +538,8 @@ def make_report(args, experiments, seeds) -> dict:
 
     # figures
     figs = {}
+    figs["seeds"] = results / "seeds.png"
+    figure_seeds(experiments, stats, baselines, figs["seeds"], command)
     figs["curves"] = results / "curves.png"
     figure_curves(args, experiments, seeds, baselines, figs["curves"], command)
     figs["histograms"] = results / "histograms.png"
@@ -623,6 +649,8 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
 
     L += ["## Figures", ""]
     captions = {
+        "seeds": "Mean test error of every run (one dot per seed) and the mean over seeds (bar), with the trivial "
+                 "baselines: the spread behind the table above.",
         "curves": "Validation translation and rotation error during training (mean over seeds, band min..max), "
                   "with the trivial baselines on the test split.",
         "histograms": "Per-pair test errors of every experiment (all seeds pooled), the trivial baselines, the "

@@ -26,8 +26,8 @@ def test_report_end_to_end(tmp_path, tiny_split):
             folder = runs / exp / f"seed{seed}"
             assert (folder / "final.caffemodel").exists() and (folder / "init.caffemodel").exists()
             assert json.loads((folder / "run.json").read_text())["seed"] == seed
-    for name in ("REPORT.md", "summary.json", "per_run.csv", "curves.png", "histograms.png", "warp_grid.png",
-                 "trajectory.png"):
+    for name in ("REPORT.md", "summary.json", "per_run.csv", "seeds.png", "curves.png", "histograms.png",
+                 "warp_grid.png", "trajectory.png"):
         assert (results / name).stat().st_size > 0, name
     with open(results / "per_run.csv") as f:
         rows = list(csv.DictReader(f))
@@ -45,7 +45,7 @@ def test_report_end_to_end(tmp_path, tiny_split):
                  "early fusion, AlexNet", "Photometric refinement", "![trajectory](trajectory.png)",
                  "Against the better trivial baseline"):
         assert text in report, text
-    assert report.count("Made by `scripts/report.py") == 4
+    assert report.count("Made by `scripts/report.py") == 5
 
     # a second call reuses every run and the evaluations
     proc = subprocess.run(REPORT + args, capture_output=True, text=True)
