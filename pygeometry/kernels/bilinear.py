@@ -233,8 +233,9 @@ def _forward(img, coords, as_flow, border, out, valid, want_valid, jac_x, jac_y,
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
 def _backward_coords_from_jacobian(jac_x, jac_y, grad, grad_coords):
-    """dL/dcoords = sum_c g_c * d out_c / d(x, y), from the Jacobian the forward kept (a streaming loop over the
-    pixels, no sampling). Returns the number of NaN/inf in grad."""
+    """dL/dcoords = sum_c g_c * d out_c / d(x, y), from the Jacobian the forward kept (streaming loops over the
+    pixels, no sampling). Channel by channel, each a unit-stride loop over the row that vectorises (a loop over
+    the channels inside the pixel loop does not). Returns the number of NaN/inf in grad."""
     N, C, H, W = grad.shape
     ft = grad.dtype.type
     inf = ft(np.inf)
@@ -242,16 +243,18 @@ def _backward_coords_from_jacobian(jac_x, jac_y, grad, grad_coords):
     for row in numba.prange(N * H):
         n, y = row // H, row % H
         row_bad = 0
-        for x in range(W):
-            sx = ft(0)
-            sy = ft(0)
-            for c in range(C):
+        if C == 0:
+            for x in range(W):
+                grad_coords[n, 0, y, x] = 0
+                grad_coords[n, 1, y, x] = 0
+        for c in range(C):
+            for x in range(W):
                 g = grad[n, c, y, x]
                 row_bad += not abs(g) < inf
-                sx += g * jac_x[n, c, y, x]
-                sy += g * jac_y[n, c, y, x]
-            grad_coords[n, 0, y, x] = sx
-            grad_coords[n, 1, y, x] = sy
+                sx = g * jac_x[n, c, y, x]
+                sy = g * jac_y[n, c, y, x]
+                grad_coords[n, 0, y, x] = sx if c == 0 else grad_coords[n, 0, y, x] + sx
+                grad_coords[n, 1, y, x] = sy if c == 0 else grad_coords[n, 1, y, x] + sy
         bad += row_bad
     return bad
 
