@@ -195,15 +195,17 @@ def _forward(img, coords, as_flow, border, out, valid, want_valid, jac_x, jac_y,
                         orow[x] = top + b * dy
                         jxrow[x] = dx0 + b * (dx1 - dx0)
                         jyrow[x] = dy
-                if any_empty:  # overwrite what the loop above computed from idx = 0 there
-                    for x in range(W):
-                        if flags[x] & _EMPTY:
-                            orow[x] = 0
+                if any_empty:  # overwrite what the loop above computed from idx = 0 there (selects: vectorises)
                     if want_jac:
+                        jxrow, jyrow = jxflat[r:r + W], jyflat[r:r + W]
                         for x in range(W):
-                            if flags[x] & _EMPTY:
-                                jxflat[r + x] = 0
-                                jyflat[r + x] = 0
+                            e = (flags[x] & _EMPTY) != 0
+                            orow[x] = 0 if e else orow[x]
+                            jxrow[x] = 0 if e else jxrow[x]
+                            jyrow[x] = 0 if e else jyrow[x]
+                    else:
+                        for x in range(W):
+                            orow[x] = 0 if flags[x] & _EMPTY else orow[x]
             if any_partial:  # and there (one pass over the row for all channels)
                 for x in range(W):
                     if flags[x] & _PARTIAL:

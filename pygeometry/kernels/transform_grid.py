@@ -75,8 +75,10 @@ def _backward(depth, T, K, grad, grad_depth, partial_T, need_depth, need_T):
         c2x, c20 = ft(r20 * kx), ft(r20 * k0 + r21 * ry + r22)
         row_bad = 0
         # Row sums S_ab = sum_x g_a P_b with P = d (rx, ry, 1): keep sum g_a d x, sum g_a d and sum g_a, over the
-        # valid pixels (branch-free: invalid ones contribute zeros).
-        s0x = s0d = s0 = s1x = s1d = s1 = s2x = s2d = s2 = 0.0
+        # valid pixels (branch-free: invalid ones contribute zeros). Within a row they accumulate in the input
+        # dtype (vectorises twice as wide as float64: 0.52 -> 0.36 ms at 8x128x416; relative change of dL/dT
+        # ~2e-7 in float32), across rows in float64 (partial_T).
+        s0x = s0d = s0 = s1x = s1d = s1 = s2x = s2d = s2 = ft(0)
         for x in range(W):
             d = depth[n, 0, y, x]
             g0, g1, g2 = grad[n, 0, y, x], grad[n, 1, y, x], grad[n, 2, y, x]
