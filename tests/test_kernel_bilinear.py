@@ -192,10 +192,11 @@ def test_into_functions_count_nonfinite_and_write_in_place(rng):
 @pytest.mark.parametrize("padding", ["zeros", "border"])
 @pytest.mark.parametrize("input_kind", ["coords", "flow"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_coordinate_gradient_from_the_forward_jacobian(rng, padding, input_kind, dtype):
+@pytest.mark.parametrize("channels", [3, 1])
+def test_coordinate_gradient_from_the_forward_jacobian(rng, padding, input_kind, dtype, channels):
     """The training path: the forward keeps d warped / d coords, the backward only sums it against dL/dwarped.
     Same values as sampling again, at pixels inside, straddling the border, far outside and clamped."""
-    image = rng.uniform(size=(2, 3, 7, 9)).astype(dtype)
+    image = rng.uniform(size=(2, channels, 7, 9)).astype(dtype)
     coords = np.stack([rng.uniform(-4, 12, (2, 5, 6)), rng.uniform(-4, 10, (2, 5, 6))], axis=1)
     coords[1, :, 0, 0] = -1e6
     coords[0, :, 1, 1] = [8, 6]  # the last column and row exactly
@@ -203,18 +204,26 @@ def test_coordinate_gradient_from_the_forward_jacobian(rng, padding, input_kind,
         ys, xs = np.mgrid[0:5, 0:6]
         coords = coords - np.stack([xs, ys])[None]
     coords = coords.astype(dtype)
-    grad = rng.normal(size=(2, 3, 5, 6)).astype(dtype)
-    out = np.empty((2, 3, 5, 6), dtype)
+    grad = rng.normal(size=(2, channels, 5, 6)).astype(dtype)
+    out = np.empty((2, channels, 5, 6), dtype)
     jacobian = (np.empty_like(out), np.empty_like(out))
     assert warp_forward_into(image, coords, padding, input_kind, out, None, jacobian) == (0, 0)
     np.testing.assert_array_equal(out, bilinear_forward(image, coords, padding, input_kind)[0])
     gc = np.empty(coords.shape, dtype)
-    grad[0, 2, 4, 5] = np.nan
+    grad[0, -1, 4, 5] = np.nan
     assert warp_backward_coords_from_jacobian(jacobian, grad, gc) == 1
-    grad[0, 2, 4, 5] = 0.5
+    grad[0, -1, 4, 5] = 0.5
     assert warp_backward_coords_from_jacobian(jacobian, grad, gc) == 0
     _, expected = bilinear_backward(image, coords, grad, padding, input_kind, need_image=False)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(gc, expected, rtol=tol, atol=tol)
     with pytest.raises(ValueError, match="jacobian"):
         warp_forward_into(image, coords, padding, input_kind, out, None, (jacobian[0], jacobian[1][:1]))
+
+
+def test_coordinate_gradient_from_the_jacobian_of_no_channels():
+    """C = 0: nothing depends on the coordinates, so their gradient is 0 (not left uninitialised)."""
+    empty = np.empty((2, 0, 3, 4), np.float32)
+    gc = np.full((2, 2, 3, 4), np.nan, np.float32)
+    assert warp_backward_coords_from_jacobian((empty, empty.copy()), empty.copy(), gc) == 0
+    np.testing.assert_array_equal(gc, 0)
