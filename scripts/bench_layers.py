@@ -8,6 +8,10 @@ PyTorch's time, and under 10% of an AlexNet (early fusion, 6 channels) forward+b
 training configuration (gradients to xi and depth; the source image is data, as in the pose networks, where
 Caffe does not ask for its gradient); "chain + image grad" also differentiates the source image.
 
+The gradient arriving at each case's output is the same fixed random array on both sides, given once outside
+the timed loop. The training chain's output carries loss_weight 1 (Caffe needs a loss to run the backward
+without force_backward), so the caffe side also pays Caffe's loss dot product over the output.
+
 torch is a benchmark-only dependency: `pip install torch==2.13.0` (`make bench` does it).
 """
 from __future__ import annotations
