@@ -22,6 +22,7 @@ pose); the classical OpenCV baselines and photometric refinement of the best pho
 
 Writes <results>/REPORT.md, <results>/summary.json, per_run.csv, and the figures seeds.png, curves.png,
 histograms.png, warp_grid.png, trajectory.png (each figure's caption in REPORT.md gives the command that made it).
+The statistics over seeds and the conclusions derived from them by rule are pygeometry/stats.py's.
 
 Example (what `make report` runs): scripts/report.py --data data/synthetic --iters 1000 --seeds 3 --jobs 2
 """
@@ -47,6 +48,9 @@ from tqdm import tqdm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from pygeometry.stats import (best_baseline_means, compare, conclusions, seed_stats,  # noqa: E402
+                              seeds_better)
 
 PY = sys.executable
 WEIGHTS = REPO / "models" / "efficientnet_lite0" / "efficientnet_lite0.caffemodel"
@@ -250,71 +254,6 @@ def run_evaluate_script(args, folder: Path, split: Path, out: Path, extra: list[
     return json.loads(summary.read_text())
 
 
-def seed_stats(errors: dict, experiments, seeds, metric: str, stat=np.mean) -> dict:
-    """{experiment: (values per seed (S,), mean over seeds, std over seeds (ddof 1, 0 for one seed))}."""
-    out = {}
-    for e in experiments:
-        v = np.array([stat(errors[(e.name, s)][metric]) for s in seeds])
-        out[e.name] = (v, float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0)
-    return out
-
-
-def compare(stats, a: str, b: str, what: str, unit: str) -> str:
-    """A sentence comparing experiment a with b on one metric: the difference of the seed means, and whether it
-    exceeds twice its standard error (Welch) over seeds."""
-    va, ma, sa = stats[a]
-    vb, mb, sb = stats[b]
-    diff = ma - mb
-    se = np.sqrt(sa ** 2 / len(va) + sb ** 2 / len(vb))
-    rel = 100 * diff / mb if mb > 0 else 0.0
-    if len(va) > 1 and len(vb) > 1 and abs(diff) > 2 * se:
-        verdict = f"**{'lower' if diff < 0 else 'higher'}** (beyond 2 standard errors over seeds, {2 * se:.3g} {unit})"
-    else:
-        verdict = f"not different beyond the seed spread (2 standard errors: {2 * se:.3g} {unit})"
-    return f"{what}: {ma:.3g} vs {mb:.3g} {unit} ({rel:+.0f}%), {verdict}"
-
-
-def significant(stats, a: str, b: str) -> int:
-    """-1 if experiment a's seed mean is lower than b's by more than 2 standard errors, +1 if higher, 0 if neither."""
-    va, ma, sa = stats[a]
-    vb, mb, sb = stats[b]
-    se = np.sqrt(sa ** 2 / len(va) + sb ** 2 / len(vb))
-    if len(va) < 2 or len(vb) < 2 or abs(ma - mb) <= 2 * se:
-        return 0
-    return -1 if ma < mb else 1
-
-
-def conclusions(stats, experiments, best_base) -> list[str]:
-    """Statements derived from the table by fixed rules (so they stay true when the report is re-run)."""
-    names = {e.name for e in experiments}
-    word = {-1: "lowers", 1: "raises", 0: "does not measurably change"}
-    out = []
-    for fusion in ("late", "early"):
-        a, b = f"{fusion}_imagenet", f"{fusion}_random"
-        if a in names and b in names:
-            r, t = (significant(stats[m], a, b) for m in ("rotation_deg", "translation_m"))
-            out.append(f"- {fusion.capitalize()} fusion: ImageNet initialisation {word[r]} the rotation error and "
-                       f"{word[t]} the translation error against random initialisation.")
-    if {"late_imagenet_frozen", "late_imagenet"} <= names:
-        r = significant(stats["rotation_deg"], "late_imagenet_frozen", "late_imagenet")
-        t = significant(stats["translation_m"], "late_imagenet_frozen", "late_imagenet")
-        out.append(f"- Frozen ImageNet features (pose head only) against fine-tuning, late fusion: rotation "
-                   f"{ {-1: 'lower', 1: 'higher', 0: 'no different'}[r]}, translation "
-                   f"{ {-1: 'lower', 1: 'higher', 0: 'no different'}[t]}.")
-    learned = [e for e in experiments if e.network != "supervised_pose"
-               and np.all(stats["rotation_deg"][e.name][0] < best_base["rotation_deg"])]
-    out.append("- Photometric experiments whose rotation error beats the better trivial baseline in every seed: "
-               + (", ".join(e.name for e in learned) if learned else "none") + ".")
-    learned_t = [e for e in experiments if np.all(stats["translation_m"][e.name][0] < best_base["translation_m"])]
-    out.append("- Experiments whose translation error beats the better trivial baseline (the mean training pose for "
-               "this driving motion) in every seed: " + (", ".join(e.name for e in learned_t) if learned_t else "none")
-               + ".")
-    ranked = sorted(experiments, key=lambda e: stats["rotation_deg"][e.name][1])
-    out.append("- Ranked by rotation error: " + " < ".join(f"{e.name} ({stats['rotation_deg'][e.name][1]:.2f})"
-                                                          for e in ranked) + ".")
-    return out
-
-
 # ------------------------------------------------------------------------------------------------- figures
 def _plt():
     import matplotlib
@@ -506,8 +445,9 @@ def make_report(args, experiments, seeds) -> dict:
                                                               ("photometric_l1", np.mean))])
     write_atomic(results / "per_run.csv", buf.getvalue())
 
-    stats = {m: seed_stats(errors, experiments, seeds, m) for m in METRIC_NAMES}
-    med = {m: seed_stats(errors, experiments, seeds, m, np.median) for m in ("translation_m", "rotation_deg")}
+    names = [e.name for e in experiments]
+    stats = {m: seed_stats(errors, names, seeds, m) for m in METRIC_NAMES}
+    med = {m: seed_stats(errors, names, seeds, m, np.median) for m in ("translation_m", "rotation_deg")}
     photometric = [e for e in experiments if e.network != "supervised_pose"]
     best = min(photometric or experiments, key=lambda e: stats["rotation_deg"][e.name][1]
                + stats["translation_m"][e.name][1] / 0.2)  # 0.2 m ~ 1 deg here: both errors count
@@ -572,7 +512,7 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
                     n_test) -> str:
     rel = lambda p: os.path.relpath(p, args.results)  # noqa: E731  (links in REPORT.md)
     show = lambda p: os.path.relpath(p, REPO) if Path(p).is_relative_to(REPO) else str(p)  # noqa: E731
-    best_base = {m: min(float(np.mean(v[m])) for v in baselines.values()) for m in ("translation_m", "rotation_deg")}
+    best_base = best_baseline_means(baselines, ("translation_m", "rotation_deg"))
     L = ["# pygeometry experiment report", "",
          f"Generated by `{command}` (scripts/report.py); every number below is measured by that command on this "
          f"machine. Re-running it reuses the finished runs in `{show(args.runs)}` and rewrites this file.", "",
@@ -641,11 +581,13 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
     for e in experiments:
         parts = []
         for m, unit in (("rotation_deg", "deg"), ("translation_m", "m")):
-            v, mean, _ = stats[m][e.name]
-            wins = int(np.sum(v < best_base[m]))
-            parts.append(f"{METRIC_NAMES[m]} {mean:.3g} vs {best_base[m]:.3g} {unit}, better in {wins}/{len(v)} seeds")
+            entry = stats[m][e.name]
+            parts.append(f"{METRIC_NAMES[m]} {entry.mean:.3g} vs {best_base[m]:.3g} {unit}, better in "
+                         f"{seeds_better(entry, best_base[m])}/{len(entry.per_seed)} seeds")
         L.append(f"- {e.label or e.name}: " + "; ".join(parts))
-    L += ["", "### What these numbers support", ""] + conclusions(stats, experiments, best_base) + [""]
+    photometric = [e.name for e in experiments if e.network != "supervised_pose"]
+    L += ["", "### What these numbers support", ""] + conclusions(stats, [e.name for e in experiments], best_base,
+                                                                  photometric) + [""]
 
     L += ["## Figures", ""]
     captions = {
