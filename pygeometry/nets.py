@@ -13,6 +13,9 @@ src_T_tgt; the last layer's outputs are multiplied by small scales so the networ
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 from . import netspec as G
 from .models import alexnet_trunk
 
@@ -67,6 +70,68 @@ def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_
     return n.xi
 
 
+def check_image_size(height: int, width: int, downsample: int = 1, scales=()) -> None:
+    """Reject an image size that the net's block averages do not divide.
+
+    The trunk sees downsample x downsample block averages of the images, and each coarse photometric loss at scale
+    s compares s x s block averages, its coordinates mapped to the coarse grid by x_s = (x + 0.5) / s - 0.5. Caffe's
+    Pooling rounds its output size up (ceil mode): where a side is not a multiple of the block, the last coarse pixel
+    averages a partial block whose centre is not where that mapping puts it, so the coarse coordinates would be
+    silently misaligned (and the EfficientNet trunk's padding, computed for height // downsample, would not match
+    the blob). Hence height and width must be multiples of downsample and of every loss scale, i.e. of their least
+    common multiple.
+
+    Args:
+        height, width: image size in pixels.
+        downsample: block size of the trunk's input (1: none).
+        scales: block sizes of the coarse photometric losses that the net has (none for deploy nets and the
+            supervised net).
+
+    Raises:
+        ValueError: a factor that is not a positive integer, or a size that is not a multiple of every factor; the
+            message names the size, each factor it is not a multiple of, and the nearest valid sizes.
+    """
+    def positive_int(value):
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+    for key, value in (("height", height), ("width", width), ("downsample", downsample)):
+        if not positive_int(value):
+            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    scales = tuple(scales)
+    if not all(positive_int(s) for s in scales):
+        raise ValueError(f"loss scales must be positive integers, got {scales}")
+    height, width, downsample = int(height), int(width), int(downsample)
+    scales = tuple(sorted({int(s) for s in scales if s > 1}))  # a 1 x 1 block average divides every size
+    factors = ([downsample] if downsample > 1 else []) + list(scales)
+    if not factors:
+        return
+    multiple = math.lcm(*factors)
+
+    def named(downsample_factors, scale_factors):
+        parts = [f"downsample {d}" for d in downsample_factors]
+        if scale_factors:
+            parts.append(f"the loss scale{'s' if len(scale_factors) > 1 else ''} {', '.join(map(str, scale_factors))}")
+        return parts
+
+    problems, nearest = [], []
+    for side, size in (("height", height), ("width", width)):
+        offending = named([downsample] if downsample > 1 and size % downsample else [],
+                          [s for s in scales if size % s])
+        if offending:
+            problems.append(f"{side} {size} is not a multiple of {' nor of '.join(offending)}")
+            below = size // multiple * multiple
+            valid = [v for v in (below, below + multiple) if v > 0]
+            nearest.append(f"{side} {' or '.join(map(str, valid))}")
+    if problems:
+        raise ValueError(
+            f"image size {height} x {width} (height x width): {'; '.join(problems)}. Caffe's average pooling "
+            f"rounds its output size up (ceil mode), so the last coarse pixel would average a partial block and "
+            f"the coarse grid would be silently misaligned. Height and width must be multiples of {multiple} "
+            f"({'the least common multiple of ' if len(factors) > 1 else ''}"
+            f"{' and '.join(named([downsample] if downsample > 1 else [], scales))}); "
+            f"nearest valid sizes: {', '.join(nearest)}.")
+
+
 def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_channels=3, cut=None,
            input_size=None):
     if backbone == "alexnet":
@@ -101,13 +166,16 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         name: one of NETWORKS.
         phase: "train", "val" (HDF5Data from `source`) or "deploy" (Input src, tgt of batch_size, height, width).
         height, width: image size (the deploy input; every phase needs it for the efficientnet trunk's padding).
+            Checked here (check_image_size): multiples of `downsample`, and in the train and val phases of the
+            photometric nets of every loss scale in `scales`; a ValueError names the size, the factor and the
+            nearest valid sizes.
         fc: include AlexNet's fc6/fc7 in the trunk (else the head sits on pool5).
         alpha: SSIM weight of the photometric loss.
         trunk_lr_mult: learning-rate multiplier of the trunk (0 freezes it).
         rotation_weight: weight of the rotation term of the supervised loss (radians are ~10x smaller than m).
         blur_sizes: box-blur sizes of extra photometric losses on blurred full-resolution images.
-        scales: block sizes s of the extra photometric losses on s x s block-averaged images (photometric nets);
-            height and width must be multiples of each.
+        scales: block sizes s of the extra photometric losses on s x s block-averaged images (photometric nets,
+            train and val phases); height and width must be multiples of each.
         scale_t, scale_w: output scales of the pose head's translation and rotation (see pose_head).
         backbone: "alexnet" (BVLC layer names, random init or bvlc_alexnet.caffemodel) or "efficientnet"
             (EfficientNet-Lite0, ImageNet weights from scripts/convert_efficientnet_lite0.py).
@@ -117,23 +185,30 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             resolution). At 64 x 208, AlexNet's 11 x 11 stride-4 conv1 sees a handheld motion of 5 to 10 pixels
             better at half resolution, and an iteration costs 3x less (measured: supervised early fusion learned
             rotation within 1000 iterations at 32 x 104 + conv5, and nothing in 1500 at 64 x 208 + pool5).
-    """
-    L, P = _layers()
-    import caffe
+            height and width must be multiples of it.
 
+    Raises:
+        ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
+            divide (see check_image_size).
+    """
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; known: {NETWORKS}")
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; known: {BACKBONES}")
+    if phase not in ("train", "val", "deploy"):
+        raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
+    has_photometric_loss = phase != "deploy" and name != "supervised_pose"
+    check_image_size(height, width, downsample, scales if has_photometric_loss else ())
+    L, P = _layers()
+    import caffe
+
     n = caffe.NetSpec()
     if phase == "deploy":
         n.src = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
         n.tgt = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
-    elif phase in ("train", "val"):
+    else:  # train, val
         n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = L.HDF5Data(source=source, batch_size=batch_size,
                                                              shuffle=phase == "train", ntop=5)
-    else:
-        raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
     src_in, tgt_in = n.src, n.tgt
     if downsample > 1:
         n.src_small = L.Pooling(n.src, pool=P.Pooling.AVE, kernel_size=downsample, stride=downsample)

@@ -1,5 +1,8 @@
 """Pose networks: the committed prototxt/solvers are what the generator writes, every network runs forward and
-backward in caffe.Net on a generated split, late fusion shares its trunk, deploy nets give xi (N, 6)."""
+backward in caffe.Net on a generated split, late fusion shares its trunk, deploy nets give xi (N, 6), and image
+sizes that downsample or a loss scale does not divide are rejected when the net is generated."""
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +12,7 @@ import pytest
 
 import caffe
 from pygeometry.evaluation import pose_errors, rotation_angle_deg, summarize
-from pygeometry.nets import NETWORKS, pose_net
+from pygeometry.nets import NETWORKS, check_image_size, pose_net
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,6 +45,11 @@ def test_networks_run_forward_and_backward(tmp_path, tiny_split, name):
     conv1 = "conv1" if name.startswith("early") else "src_conv1"
     assert net.params[conv1][0].data.shape[1] == (6 if name.startswith("early") else 3)
     assert np.abs(net.params[conv1][0].diff).sum() > 0, "the loss reaches the trunk"
+    # 48 x 80 divides through downsample 2 and every loss scale: each coarse grid is exactly H / s x W / s
+    assert net.blobs["src_small"].data.shape == (4, 3, 24, 40)
+    for s in ((2, 4, 8) if name != "supervised_pose" else ()):
+        assert net.blobs[f"src_s{s}"].data.shape == (4, 3, 48 // s, 80 // s)
+        assert net.blobs[f"coords_s{s}"].data.shape == (4, 2, 48 // s, 80 // s)
 
 
 def test_late_fusion_shares_the_trunk(tmp_path, tiny_split):
@@ -102,3 +110,103 @@ def test_efficientnet_backbone_runs_in_the_pose_networks(tmp_path, tiny_split, n
 def test_unknown_backbone_is_an_error():
     with pytest.raises(ValueError, match="unknown backbone"):
         pose_net("early_fusion_photometric", "train", source="x", backbone="vgg")
+
+
+def _size_error(**kwargs) -> str:
+    with pytest.raises(ValueError) as info:
+        pose_net(**kwargs)
+    return str(info.value)
+
+
+def test_a_size_that_a_loss_scale_does_not_divide_is_rejected():
+    # 60 = 7.5 x 8 (but 30 x 2 and 15 x 4): only the 8 x 8 loss is off; 56 = 7 x 8 and 64 = 8 x 8 work.
+    message = _size_error(name="early_fusion_photometric", phase="train", source="x", height=60, width=208)
+    assert message.startswith("image size 60 x 208 (height x width): height 60 is not a multiple of the loss scale "
+                              "8. Caffe's average pooling rounds its output size up (ceil mode)"), message
+    assert message.endswith("Height and width must be multiples of 8 (the least common multiple of downsample 2 and "
+                            "the loss scales 2, 4, 8); nearest valid sizes: height 56 or 64."), message
+    # 210 = 105 x 2 = 52.5 x 4 = 26.25 x 8: the scales 4 and 8 are off; 208 = 26 x 8 and 216 = 27 x 8 work.
+    message = _size_error(name="late_fusion_photometric", phase="val", source="x", height=64, width=210)
+    assert "width 210 is not a multiple of the loss scales 4, 8." in message and "height 64 is not" not in message
+    assert message.endswith("nearest valid sizes: width 208 or 216."), message
+    # the scales given replace the default: 12 divides 36 (3 x 12) but 100 = 8.33 x 12; lcm(2, 12) = 12 -> 96 or 108
+    message = _size_error(name="early_fusion_photometric", phase="train", source="x", height=36, width=100,
+                          scales=(12,))
+    assert "width 100 is not a multiple of the loss scale 12." in message
+    assert message.endswith("multiples of 12 (the least common multiple of downsample 2 and the loss scale 12); "
+                            "nearest valid sizes: width 96 or 108."), message
+
+
+def test_a_size_that_downsample_does_not_divide_is_rejected():
+    # A deploy net has no loss: only downsample 2 applies, and 63 is odd; 62 and 64 work.
+    message = _size_error(name="early_fusion_photometric", phase="deploy", height=63, width=208)
+    assert message == ("image size 63 x 208 (height x width): height 63 is not a multiple of downsample 2. Caffe's "
+                       "average pooling rounds its output size up (ceil mode), so the last coarse pixel would average "
+                       "a partial block and the coarse grid would be silently misaligned. Height and width must be "
+                       "multiples of 2 (downsample 2); nearest valid sizes: height 62 or 64."), message
+    # The supervised net has no photometric loss either: downsample 3 alone, 64 = 21.33 x 3 -> 63 or 66,
+    # 208 = 69.33 x 3 -> 207 or 210.
+    message = _size_error(name="supervised_pose", phase="train", source="x", downsample=3)
+    assert "height 64 is not a multiple of downsample 3; width 208 is not a multiple of downsample 3." in message
+    assert message.endswith("multiples of 3 (downsample 3); nearest valid sizes: height 63 or 66, width 207 or "
+                            "210."), message
+    # With the loss scales 2, 4, 8 as well: lcm(3, 2, 4, 8) = 24 -> 48 or 72 (64 / 24 = 2.67), 192 or 216.
+    message = _size_error(name="early_fusion_photometric", phase="train", source="x", downsample=3)
+    assert message.endswith("multiples of 24 (the least common multiple of downsample 3 and the loss scales 2, 4, "
+                            "8); nearest valid sizes: height 48 or 72, width 192 or 216."), message
+    # Both causes on one side: 62 = 15.5 x 4 = 7.75 x 8.
+    message = _size_error(name="late_fusion_photometric", phase="train", source="x", height=62, downsample=4,
+                          scales=(8,))
+    assert "height 62 is not a multiple of downsample 4 nor of the loss scale 8." in message
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_shipped_image_sizes_are_accepted(name):
+    """make_prototxt's and make train's 64 x 208 (the defaults), the tiny split's 48 x 80, with downsample 2 and the
+    loss scales 2, 4, 8; a deploy net needs only downsample to divide (36 = 4.5 x 8 is fine without losses)."""
+    for phase in ("train", "val", "deploy"):
+        assert pose_net(name, phase, source="x") is not None
+        assert pose_net(name, phase, source="x", height=48, width=80) is not None
+    assert pose_net(name, "deploy", height=36, width=100) is not None
+    if name != "supervised_pose":
+        with pytest.raises(ValueError, match=re.escape("height 36 is not a multiple of the loss scale 8")):
+            pose_net(name, "train", source="x", height=36, width=104)
+
+
+def test_make_prototxt_checks_the_size_of_every_phase():
+    """generate() hands its size to the train and val nets too, where the loss scales apply (60 = 7.5 x 8)."""
+    spec = importlib.util.spec_from_file_location("make_prototxt", REPO / "scripts" / "make_prototxt.py")
+    make_prototxt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_prototxt)
+    with pytest.raises(ValueError, match=re.escape("height 60 is not a multiple of the loss scale 8")):
+        make_prototxt.generate(height=60)
+
+
+def test_check_image_size_arguments():
+    check_image_size(np.int64(48), np.int64(80), 2, (2, 4, 8))  # sizes read from an HDF5 shape or a numpy array
+    check_image_size(47, 81)  # nothing to divide by
+    check_image_size(63, 81, 1, (1,))  # 1 x 1 blocks divide every size
+    for kwargs, text in ((dict(height=64.0, width=208), "height must be a positive integer, got 64.0"),
+                         (dict(height=64, width=0), "width must be a positive integer, got 0"),
+                         (dict(height=64, width=208, downsample=0), "downsample must be a positive integer, got 0"),
+                         (dict(height=64, width=208, scales=(2, -4)), "loss scales must be positive integers")):
+        with pytest.raises(ValueError, match=re.escape(text)):
+            check_image_size(**kwargs)
+
+
+def test_caffe_average_pooling_takes_a_partial_last_block(tmp_path):
+    """The premise of the size check. 8 x 8 average pooling of 60 rows valued 0..59 gives 8 rows, not 7.5: the
+    last averages the 4 leftover rows 56..59 (value 57.5, centred on row 57.5), where the coarse mapping
+    x = (x_s + 0.5) * s - 0.5 puts coarse row 7 at fine row 59.5: two pixels off."""
+    from caffe import layers as L, params as P
+
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 1, 60, 8]))
+    n.pooled = L.Pooling(n.data, pool=P.Pooling.AVE, kernel_size=8, stride=8)
+    net = _net(tmp_path, n, caffe.TEST)
+    net.blobs["data"].data[...] = np.arange(60, dtype=np.float32)[:, None]
+    net.forward()
+    pooled = net.blobs["pooled"].data[0, 0, :, 0]
+    assert pooled.shape == (8,)
+    np.testing.assert_allclose(pooled[:7], np.arange(7) * 8 + 3.5)  # whole blocks: centre of rows 8k..8k+7
+    assert pooled[7] == pytest.approx(57.5)  # not 59.5, the fine row the coarse mapping gives coarse row 7
