@@ -13,6 +13,17 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "blas: numerics that depend on the BLAS kernel (float32 Caffe against a "
+                                       "float64 reference); .ci/run repeats them under every OpenBLAS core type")
+
+
+def pytest_report_header(config):
+    from pygeometry.blas import describe_openblas
+
+    return describe_openblas()
+
+
 def numeric_grad(f, x, eps=1e-6):
     """Central differences of the scalar function f() with respect to the array x (modified in place)."""
     g = np.zeros_like(x, dtype=np.float64)

@@ -74,12 +74,23 @@ def params(state_dict):
     return E.caffe_params_from_state_dict(state_dict)
 
 
-def reference_forward(torch, sd, x, padding="tf", cut="head", logits=True):
+def reference_forward(torch, sd, x, padding="tf", cut="head", logits=True, relu_masks=None):
     """EfficientNet-Lite0 in torch.nn.functional, from the state dict, independent of pygeometry.efficientnet:
     the stage table, TF 'SAME' padding, BN eps 1e-3, ReLU6, residuals where stride 1 and channels match.
     padding "tf": computed per layer from its input size (TF's rule); "fixed": the PyTorch package's static padding
-    built at 224 (stride 2: k//2 - 1 before, k//2 after, whatever the size)."""
+    built at 224 (stride 2: k//2 - 1 before, k//2 after, whatever the size).
+    relu_masks: {Caffe Clip layer name: bool array}: where given, ReLU6's gradient passes where the mask is
+    true (Caffe's own activation test) instead of where this float64 forward is inside (0, 6); the values are
+    unchanged. A pre-activation within float32 rounding of 0 or 6 (seen: -1.6e-6 vs +2.4e-7 under two OpenBLAS
+    kernels) would otherwise flip the comparison, not the correctness of either side."""
     import torch.nn.functional as F
+
+    def relu6(t, name):
+        y = F.relu6(t)
+        if relu_masks is None:
+            return y
+        passes = torch.from_numpy(relu_masks[name]).to(t.dtype)
+        return y.detach() + (t - t.detach()) * passes  # value of relu6, gradient through Caffe's mask
 
     stages = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
               (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
@@ -100,21 +111,21 @@ def reference_forward(torch, sd, x, padding="tf", cut="head", logits=True):
         return F.batch_norm(t, sd[key + ".running_mean"], sd[key + ".running_var"], sd[key + ".weight"],
                             sd[key + ".bias"], False, 0.0, 1e-3)
 
-    x = F.relu6(bn(conv(x, "_conv_stem", 2), "_bn0"))
+    x = relu6(bn(conv(x, "_conv_stem", 2), "_bn0"), "conv_stem_relu")
     i, cin = 0, 32
     for repeats, k, stride, expand, cout in stages:
         for r in range(repeats):
             p, inp, s = f"_blocks.{i}.", x, stride if r == 0 else 1
             if expand != 1:
-                x = F.relu6(bn(conv(x, p + "_expand_conv"), p + "_bn0"))
-            x = F.relu6(bn(conv(x, p + "_depthwise_conv", s, depthwise=True), p + "_bn1"))
+                x = relu6(bn(conv(x, p + "_expand_conv"), p + "_bn0"), f"block{i}_expand_relu")
+            x = relu6(bn(conv(x, p + "_depthwise_conv", s, depthwise=True), p + "_bn1"), f"block{i}_dw_relu")
             x = bn(conv(x, p + "_project_conv"), p + "_bn2")
             if s == 1 and cin == cout:
                 x = x + inp
             if cut == f"block{i}":
                 return x
             cin, i = cout, i + 1
-    x = F.relu6(bn(conv(x, "_conv_head"), "_bn1"))
+    x = relu6(bn(conv(x, "_conv_head"), "_bn1"), "conv_head_relu")
     return F.linear(x.mean((2, 3)), sd["_fc.weight"], sd["_fc.bias"]) if logits else x
 
 
@@ -161,12 +172,58 @@ def test_logits_equal_a_torch_forward_of_the_same_weights(converted, state_dict,
     np.testing.assert_allclose(net.blobs["prob"].data.sum(1), 1.0, rtol=1e-5)
 
 
+def _caffe_relu_masks(net):
+    """{Clip layer name: where Caffe's Clip passes the gradient} (its test: min <= bottom <= max)."""
+    masks = {}
+    for name, layer in zip(net._layer_names, net.layers):
+        if layer.type == "Clip":
+            bottom = net.blobs[net.bottom_names[name][0]].data
+            masks[name] = (bottom >= 0) & (bottom <= E.RELU6_MAX)
+    return masks
+
+
+def _backward_with_sign_error(net, out_name, g, blob):
+    """Caffe's backward with one injected fault: the diff that the layer consuming `blob` hands down is negated
+    (a wrong sign in that layer's backward), then the backward goes on."""
+    names = list(net._layer_names)
+    consumer = max(i for i, n in enumerate(names) if blob in net.bottom_names[n])
+    net.clear_param_diffs()
+    net.blobs[out_name].diff[...] = g
+    net._backward(len(names) - 1, consumer)
+    net.blobs[blob].diff[...] *= -1
+    net._backward(consumer - 1, 0)
+
+
+def _trunk_gradients_agree(net, sd, xt, caffe_out, g, torch, cut):
+    """Caffe's float32 gradients against float64 autograd with Caffe's ReLU6 masks: (ok, worst relative error)."""
+    for v in sd.values():
+        v.grad = None
+    xt.grad = None
+    ref = reference_forward(torch, sd, xt, cut=cut, logits=False, relu_masks=_caffe_relu_masks(net))
+    (ref * torch.from_numpy(g).double()).sum().backward()
+    scale = np.abs(ref.detach().numpy()).max()
+    forward_error = np.abs(caffe_out - ref.detach().numpy()).max() / scale
+    checks = [(net.blobs["data"].diff, xt.grad), (net.params["conv_stem"][0].diff, sd["_conv_stem.weight"].grad),
+              (net.params["block3_dw"][0].diff, sd["_blocks.3._depthwise_conv.weight"].grad),
+              (net.params["block5_dw_scale"][0].diff, sd["_blocks.5._bn1.weight"].grad),
+              (net.params["block8_project_scale"][1].diff, sd["_blocks.8._bn2.bias"].grad)]
+    worst = max(np.abs(c - t.numpy()).max() / np.abs(t.numpy()).max() for c, t in checks)
+    return forward_error <= 1e-4 and worst <= 2e-4, forward_error, worst
+
+
+@pytest.mark.blas
 @pytest.mark.parametrize("cut,input_size", [("block10", None), ("head", (64, 208))])
 def test_trunk_at_the_training_size_equals_torch_forward_and_backward(tmp_path, params, state_dict, torch, cut,
                                                                       input_size):
     """64x208 (the pose nets' size): every stride-2 input is even up to stride 16; the stride-32 block11 sees
     width 13, where TF pads symmetrically (the trunk does when given input_size). Backward: the input gradient and
-    parameter gradients equal torch autograd (Crop, frozen BatchNorm, Scale, Clip, Eltwise)."""
+    parameter gradients equal torch autograd (Crop, frozen BatchNorm, Scale, Clip, Eltwise) to 2e-4 of their size.
+
+    The reference's ReLU6 gradients use Caffe's own masks: whether a pre-activation within float32 rounding of 0
+    lands on one side or the other depends on the summation order of the BLAS kernel (OpenBLAS SkylakeX vs
+    Haswell gave -1.6e-6 vs +2.4e-7 at block8_expand[1, 144, 1, 5]), and that one flipped element spread to 4% of
+    the input gradient. With the masks the comparison cannot flip on rounding, and a wrong sign in one layer's
+    backward (injected below) still fails it."""
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[2, 3, 64, 208]))
     E.efficientnet_lite0_trunk(n, n.data, cut=cut, input_size=input_size)
@@ -177,26 +234,22 @@ def test_trunk_at_the_training_size_equals_torch_forward_and_backward(tmp_path, 
     x = rng.normal(size=(2, 3, 64, 208)).astype(np.float32)
     net.blobs["data"].data[...] = x
     ours = net.forward()[out_name].copy()
+    assert ours.shape == (2,) + E.output_size(64, 208, cut)
     g = rng.normal(size=ours.shape).astype(np.float32)
     net.clear_param_diffs()
     net.backward(**{out_name: g})
 
     sd = {k: v.requires_grad_(k.endswith(("weight", "bias"))) for k, v in _float64(torch, state_dict).items()}
     xt = torch.from_numpy(x).double().requires_grad_(True)
-    ref = reference_forward(torch, sd, xt, cut=cut, logits=False)
-    (ref * torch.from_numpy(g).double()).sum().backward()
-    assert ours.shape == tuple(ref.shape) == (2,) + E.output_size(64, 208, cut)
-    scale = np.abs(ref.detach().numpy()).max()
-    print(f"\n{cut} at 2x3x64x208: output {ours.shape}, max |caffe (float32) - torch (float64)| = "
-          f"{np.abs(ours - ref.detach().numpy()).max():.2e} (max |output| {scale:.1f})")
-    np.testing.assert_allclose(ours, ref.detach().numpy(), atol=1e-4 * scale, rtol=0)
-    checks = [(net.blobs["data"].diff, xt.grad), (net.params["conv_stem"][0].diff, sd["_conv_stem.weight"].grad),
-              (net.params["block3_dw"][0].diff, sd["_blocks.3._depthwise_conv.weight"].grad),
-              (net.params["block5_dw_scale"][0].diff, sd["_blocks.5._bn1.weight"].grad),
-              (net.params["block8_project_scale"][1].diff, sd["_blocks.8._bn2.bias"].grad)]
-    for caffe_grad, torch_grad in checks:
-        t = torch_grad.numpy()
-        np.testing.assert_allclose(caffe_grad, t, atol=2e-4 * np.abs(t).max(), rtol=0)
+    ok, forward_error, worst = _trunk_gradients_agree(net, sd, xt, ours, g, torch, cut)
+    print(f"\n{cut} at 2x3x64x208: output {ours.shape}, max |caffe (float32) - torch (float64)| / max |output| = "
+          f"{forward_error:.2e}; worst gradient error {worst:.2e} of the gradient's size")
+    assert ok, f"forward error {forward_error:.2e} (tolerance 1e-4), gradient error {worst:.2e} (tolerance 2e-4)"
+
+    _backward_with_sign_error(net, out_name, g, "block5_dw_relu")
+    broken_ok, _, broken_worst = _trunk_gradients_agree(net, sd, xt, ours, g, torch, cut)
+    print(f"with a wrong sign in block5_project's backward: worst gradient error {broken_worst:.2e}")
+    assert not broken_ok and broken_worst > 0.5
 
 
 # ---------------------------------------------------------------------------------------------- photographs
