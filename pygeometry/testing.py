@@ -16,8 +16,9 @@ What is checked, and how (see :func:`compare`):
     numeric    (J(x + h e_i) - J(x - h e_i)) / 2h for sampled elements i of each checked bottom or parameter.
     analytic   the bottom's (or parameter's) diff after one ``net.backward``.
     tolerance  relative to each gradient's own size, never to 1: an element fails when
-               |a - n| > atol + rtol * scale, with scale = max |gradient| over that blob (analytic and numeric),
-               and atol = the float32 rounding noise of J divided by 2h (0 in float64). The sampled elements
+               |a - n| > noise + rtol * scale, with scale = max |gradient| over that blob (analytic and numeric),
+               and noise = the rounding bound of the terms of J that the perturbation changed, over 2h (terms
+               it did not change cancel exactly; a far-away sentinel value cannot widen it). The sampled elements
                must also agree as vectors: ||a - n|| <= rtol * ||n||. So a zero, halved or sign-flipped
                gradient fails however small the gradient is.
     kinks      as Caffe's GradientChecker does with ``kink``/``kink_range``, an element whose input value lies
@@ -123,18 +124,22 @@ def _near_kink(value: float, kink, kink_range: float, kink_period) -> bool:
     return abs(offset) < kink_range
 
 
-def compare(name: str, values: np.ndarray, analytic: np.ndarray, objective: Callable[[], float], *, step: float,
-            rtol: float, atol: float, samples, rng, kink=None, kink_range: float = 0.0, kink_period=None,
-            smoothness: float = 0.25, base: float = None) -> BlobReport:
-    """Central differences of objective() with respect to `values` (perturbed in place and restored).
+def compare(name: str, values: np.ndarray, analytic: np.ndarray, terms: Callable[[], np.ndarray], *, step: float,
+            rtol: float, unit_roundoff: float, samples, rng, kink=None, kink_range: float = 0.0, kink_period=None,
+            smoothness: float = 0.25, base_terms: np.ndarray = None) -> BlobReport:
+    """Central differences of J = sum(terms()) with respect to `values` (perturbed in place and restored).
 
     Args:
         values: the array the objective reads (a blob's data), any shape; perturbed in place.
         analytic: its analytic gradient, same shape.
-        objective: float64 objective J(); base: J at the unperturbed values (computed when None).
+        terms: the objective's terms as a float64 vector (top * top gradient, element by element), so that the
+            rounding noise of a difference can be bounded by the terms that changed: unit_roundoff * sum of
+            their magnitudes (terms that did not change cancel exactly), over 2h.
+        unit_roundoff: of the dtype the terms were computed in (float32 for Caffe blobs).
         samples: how many elements to check (None or >= size: all of them), chosen with rng.
         smoothness: an element is a kink when its one-sided differences differ by more than
-            smoothness * scale + 2 * atol (the forward bends sharply within +-step).
+            smoothness * scale + their noise (the forward bends sharply within +-step) and the central
+            difference disagrees with the analytic gradient.
     """
     report = BlobReport(name=name, shape=tuple(values.shape))
     flat = values.reshape(-1)
@@ -143,9 +148,14 @@ def compare(name: str, values: np.ndarray, analytic: np.ndarray, objective: Call
     analytic = np.asarray(analytic, dtype=np.float64).reshape(-1)
     if flat.size == 0:
         return report
-    base = objective() if base is None else base
+    v0 = terms() if base_terms is None else base_terms
     n = flat.size if samples is None or samples >= flat.size else int(samples)
     order = np.arange(flat.size) if n == flat.size else rng.choice(flat.size, size=n, replace=False)
+
+    def noise(a, b):
+        changed = a != b
+        return 4 * unit_roundoff * float(np.sum(np.abs(a[changed]) + np.abs(b[changed])))
+
     rows = []
     for i in order:
         old = flat[i]
@@ -153,23 +163,25 @@ def compare(name: str, values: np.ndarray, analytic: np.ndarray, objective: Call
             report.kinks += 1
             continue
         flat[i] = old + step
-        fp = objective()
+        vp = terms()
         flat[i] = old - step
-        fm = objective()
+        vm = terms()
         flat[i] = old
-        rows.append((int(i), analytic[i], (fp - fm) / (2 * step), (fp - base) / step, (base - fm) / step))
+        rows.append((int(i), analytic[i], float(np.sum(vp - vm)) / (2 * step), float(np.sum(vp - v0)) / step,
+                     float(np.sum(v0 - vm)) / step, noise(vp, vm) / (2 * step),
+                     (noise(vp, v0) + noise(v0, vm)) / step))
     if rows:
-        rows_arr = np.array(rows)
-        report.scale = float(max(np.abs(analytic).max(), np.abs(rows_arr[:, 2]).max()))
-    report.tolerance = atol + rtol * report.scale
+        report.scale = float(max(np.abs(analytic).max(), max(abs(r[2]) for r in rows)))
     kept = []
-    for i, a, num, forward, backward in rows:
-        if abs(forward - backward) > smoothness * report.scale + 2 * atol and abs(a - num) > report.tolerance:
+    for i, a, num, forward, backward, atol, side_noise in rows:
+        tol = atol + rtol * report.scale
+        report.tolerance = max(report.tolerance, tol)
+        if abs(forward - backward) > smoothness * report.scale + side_noise and abs(a - num) > tol:
             report.kinks += 1  # not smooth within +-step here: no verdict on this element
             continue
-        kept.append((i, a, num))
-        if abs(a - num) > report.tolerance:
-            report.failures.append((np.unravel_index(i, values.shape), float(a), float(num)))
+        kept.append((i, a, num, atol))
+        if abs(a - num) > tol:
+            report.failures.append((tuple(int(v) for v in np.unravel_index(i, values.shape)), float(a), float(num)))
     report.checked = len(kept)
     if kept:
         k = np.array(kept)
@@ -181,8 +193,7 @@ def compare(name: str, values: np.ndarray, analytic: np.ndarray, objective: Call
         norm_n = float(np.linalg.norm(k[:, 2]))
         norm_diff = float(np.linalg.norm(k[:, 1] - k[:, 2]))
         report.norm_error = norm_diff / norm_n if norm_n > 0 else norm_diff
-        noise = atol * np.sqrt(len(kept))
-        if norm_diff > rtol * norm_n + noise and not report.failures:
+        if norm_diff > rtol * norm_n + float(np.linalg.norm(k[:, 3])) and not report.failures:
             report.failures.append((report.worst_index, report.worst_analytic, report.worst_numeric))
     return report
 
@@ -221,14 +232,14 @@ def check_function(forward: Callable[..., object], backward: Callable[..., objec
         output_grads = tuple(rng.normal(size=np.shape(o)) for o in outs)
     output_grads = output_grads if isinstance(output_grads, tuple) else (output_grads,)
 
-    def objective():
+    def terms():
         result = forward(**inputs)
         result = result if isinstance(result, tuple) else (result,)
-        return float(sum(np.sum(np.asarray(o, np.float64) * g) for o, g in zip(result, output_grads)))
+        return np.concatenate([(np.asarray(o, np.float64) * g).ravel() for o, g in zip(result, output_grads)])
 
     analytic = backward(output_grads if len(output_grads) > 1 else output_grads[0], **inputs)
-    blobs = [compare(name, inputs[name], analytic[name], objective, step=step, rtol=rtol, atol=1e-12,
-                     samples=samples, rng=rng, kink=kink, kink_range=kink_range, kink_period=kink_period)
+    blobs = [compare(name, inputs[name], analytic[name], terms, step=step, rtol=rtol,
+                     unit_roundoff=float(np.finfo(np.float64).eps), samples=samples, rng=rng, kink=kink, kink_range=kink_range, kink_period=kink_period)
              for name in (wrt or list(analytic))]
     name = getattr(forward, "__name__", "function")
     return GradientReport(name, blobs, rtol, step, max_kink_fraction).raise_if_failed()
@@ -316,15 +327,10 @@ def stock_layer(type_name: str, ntop: int = None, **layer_params):
     return make
 
 
-def _objective(net, grads: Mapping[str, np.ndarray]) -> float:
+def _terms(net, grads: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The objective's terms after a forward: top * gradient for every element of every checked top."""
     net.forward()
-    return float(sum(np.sum(net.blobs[t].data.astype(np.float64) * g) for t, g in grads.items()))
-
-
-def _noise(net, grads, step) -> float:
-    """float32 rounding noise of the objective's central difference: a few ulps of every term, over 2 h."""
-    total = sum(np.sum(np.abs(net.blobs[t].data.astype(np.float64) * g)) for t, g in grads.items())
-    return 8 * F32_EPS * float(total) / (2 * step)
+    return np.concatenate([(net.blobs[t].data.astype(np.float64) * g).ravel() for t, g in grads.items()])
 
 
 def check_net_gradients(net, check: Iterable, *, top_diffs: Mapping[str, np.ndarray] = None, step: float = 1e-2,
@@ -350,7 +356,7 @@ def check_net_gradients(net, check: Iterable, *, top_diffs: Mapping[str, np.ndar
         grads[t] = np.broadcast_to(np.asarray(g, dtype=np.float64), net.blobs[t].data.shape)
     if not grads:
         raise ValueError(f"{what}: nothing to differentiate (no loss top and no top_diffs)")
-    base = _objective(net, grads)
+    base = _terms(net, grads)
     net.clear_param_diffs()
     for t, g in grads.items():  # Caffe keeps a loss top's diff (its weight) from setup: restore or replace it
         net.blobs[t].diff[...] = g
@@ -366,10 +372,9 @@ def check_net_gradients(net, check: Iterable, *, top_diffs: Mapping[str, np.ndar
         else:
             raise KeyError(f"{what}: no parameter or blob named {name!r}")
         targets.append((label, blob, blob.diff.copy()))
-    atol = _noise(net, grads, step)
-    blobs = [compare(label, blob.data, analytic, lambda: _objective(net, grads), step=step, rtol=rtol, atol=atol,
-                     samples=samples, rng=rng, kink=kink, kink_range=kink_range, kink_period=kink_period,
-                     base=base)
+    blobs = [compare(label, blob.data, analytic, lambda: _terms(net, grads), step=step, rtol=rtol,
+                     unit_roundoff=F32_EPS / 2, samples=samples, rng=rng, kink=kink, kink_range=kink_range,
+                     kink_period=kink_period, base_terms=base)
              for label, blob, analytic in targets]
     net.forward()
     return GradientReport(what, blobs, rtol, step, max_kink_fraction).raise_if_failed()

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import caffe
-from layer_harness import build_net
+from pygeometry.testing import layer_net
 from pygeometry import netspec as G
 from pygeometry.config import ParamError
 
@@ -87,7 +87,7 @@ NAN_CASES = [
 
 @pytest.mark.parametrize("bad,make_bottoms,layer,tops", NAN_CASES, ids=[c[0] for c in NAN_CASES])
 def test_nan_or_inf_in_a_bottom_is_an_error_naming_it(bad, make_bottoms, layer, tops):
-    net = build_net(make_bottoms(None), layer, tops)
+    net = layer_net(make_bottoms(None), layer, tops)
     with pytest.raises(ParamError, match=rf"bottom '{bad}' contains \d+ NaN/inf"):
         net.forward()
 
@@ -104,7 +104,7 @@ TOP_DIFF_CASES = [
 @pytest.mark.parametrize("top,bottoms,layer", TOP_DIFF_CASES, ids=[c[0] for c in TOP_DIFF_CASES])
 def test_nan_or_inf_in_a_top_diff_is_an_error_naming_it(top, bottoms, layer):
     """The kernels count non-finite top diffs while they read them; the layer raises with the count."""
-    net = build_net(bottoms, layer, [top])
+    net = layer_net(bottoms, layer, [top])
     net.forward()
     diff = np.ones(net.blobs[top].data.shape, np.float32)
     diff.flat[1], diff.flat[-1] = np.nan, -np.inf
@@ -114,7 +114,7 @@ def test_nan_or_inf_in_a_top_diff_is_an_error_naming_it(top, bottoms, layer):
 
 def test_bad_K_bottom_values_are_an_error():
     bottoms = {"p": np.ones((2, 3, 2, 2), np.float32), "K": np.array([K, [0, 1, 1, 1]], np.float32)}
-    net = build_net(bottoms, lambda p, k, **kw: G.pinhole_projection(p, K_blob=k, **kw), ["coords"])
+    net = layer_net(bottoms, lambda p, k, **kw: G.pinhole_projection(p, K_blob=k, **kw), ["coords"])
     with pytest.raises(ParamError, match="PinholeProjection: bottom 'K' needs focal lengths"):
         net.forward()
 
@@ -122,7 +122,7 @@ def test_bad_K_bottom_values_are_an_error():
 def test_negative_mask_is_an_error():
     bottoms = {"w": np.ones((1, 1, 2, 2), np.float32), "t": np.zeros((1, 1, 2, 2), np.float32),
                "m": -np.ones((1, 1, 2, 2), np.float32)}
-    net = build_net(bottoms, G.photometric_loss, ["loss"])
+    net = layer_net(bottoms, G.photometric_loss, ["loss"])
     with pytest.raises(ParamError, match="mask' must be >= 0"):
         net.forward()
 

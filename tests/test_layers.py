@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
-from layer_harness import bottom_blob, build_net, finite_difference_check, run_backward
+from pygeometry.testing import bottom_blob, check_layer, check_net_gradients, layer_net
 from pygeometry import netspec as G
 from pygeometry.kernels import (bilinear_backward, bilinear_forward, photometric_backward, photometric_forward,
                                 projection_backward, projection_forward, se3_backward, se3_forward,
@@ -138,13 +138,13 @@ def _top_diffs(case, net, rng):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_forward_and_backward_match_kernels(name, rng):
     case = CASES[name](rng)
-    net = build_net(case["bottoms"], case["layer"], case["tops"])
+    net = layer_net(case["bottoms"], case["layer"], case["tops"])
     net.forward()
     for top, expected in zip(case["tops"], case["forward"](case["bottoms"])):
         np.testing.assert_allclose(net.blobs[top].data, expected, rtol=1e-6, atol=1e-6)
         assert np.all(np.isfinite(net.blobs[top].data))
     diffs = _top_diffs(case, net, rng)
-    run_backward(net, diffs)
+    net.backward(**diffs)
     expected = case["backward"](case["bottoms"], diffs)
     for bottom in case["grads"]:
         np.testing.assert_allclose(bottom_blob(net, bottom).diff, expected[bottom], rtol=1e-5, atol=1e-6)
@@ -156,11 +156,11 @@ def test_propagate_down_false_leaves_bottom_diffs_alone(name, rng):
     case = CASES[name](rng)
     for keep in case["grads"]:
         flags = [b == keep for b in case["bottoms"]]
-        net = build_net(case["bottoms"], case["layer"], case["tops"], propagate_down=flags)
+        net = layer_net(case["bottoms"], case["layer"], case["tops"], propagate_down=flags)
         net.forward()
         for b in case["bottoms"]:
             bottom_blob(net, b).diff[...] = 7.0
-        run_backward(net, _top_diffs(case, net, rng))
+        net.backward(**_top_diffs(case, net, rng))
         for b, flag in zip(case["bottoms"], flags):
             untouched = np.all(bottom_blob(net, b).diff == 7.0)
             assert untouched != flag, f"{b}: propagate_down={flag} but diff {'kept' if untouched else 'changed'}"
@@ -169,12 +169,12 @@ def test_propagate_down_false_leaves_bottom_diffs_alone(name, rng):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_float32_finite_differences_through_the_net(name, rng):
     case = CASES[name](rng)
-    net = build_net(case["bottoms"], case["layer"], case["tops"])
+    net = layer_net(case["bottoms"], case["layer"], case["tops"])
     net.forward()
-    diffs = {case["tops"][0]: None} if case.get("loss") else _top_diffs(case, net, rng)
+    diffs = None if case.get("loss") else _top_diffs(case, net, rng)
     # SE(3) and the loss are smooth at the scale of the step; points and coords need a smaller one.
     step = 1e-3 if name.startswith(("proj", "grid")) else 1e-2
-    finite_difference_check(net, case["bottoms"], case["tops"], diffs, case["grads"], rng, step=step)
+    check_net_gradients(net, case["grads"], top_diffs=diffs, step=step, what=name)
 
 
 @pytest.mark.parametrize("padding,input_kind", [("zeros", "coords"), ("border", "flow")])
@@ -185,7 +185,7 @@ def test_warp_training_path_uses_the_forward_jacobian(rng, padding, input_kind):
     case = case_warp(rng, padding, input_kind, False)
     expect_jacobian = []
     for propagate_down in ([False, True], [True, True]):
-        net = build_net(case["bottoms"], case["layer"], case["tops"], propagate_down=propagate_down,
+        net = layer_net(case["bottoms"], case["layer"], case["tops"], propagate_down=propagate_down,
                         phase=caffe.TRAIN)
         layer = net.layers[list(net._layer_names).index("warped")]
         for it in range(3):
@@ -196,7 +196,7 @@ def test_warp_training_path_uses_the_forward_jacobian(rng, padding, input_kind):
             net.forward()
             expect_jacobian.append(layer._jacobian_ready)
             g = rng.normal(size=net.blobs["warped"].data.shape).astype(f32)
-            run_backward(net, {"warped": g})
+            net.backward(**{"warped": g})
             gi, gc = bilinear_backward(image, coords, g, padding, input_kind)
             np.testing.assert_allclose(bottom_blob(net, "coords").diff, gc, rtol=1e-5, atol=1e-5)
             if propagate_down[0]:
@@ -208,6 +208,28 @@ def test_warp_training_path_uses_the_forward_jacobian(rng, padding, input_kind):
 
 def test_warp_training_path_finite_differences(rng):
     case = case_warp(rng, "zeros", "coords", False)
-    net = build_net(case["bottoms"], case["layer"], case["tops"], propagate_down=[False, True], phase=caffe.TRAIN)
+    net = layer_net(case["bottoms"], case["layer"], case["tops"], propagate_down=[False, True], phase=caffe.TRAIN)
     net.forward()
-    finite_difference_check(net, case["bottoms"], case["tops"], _top_diffs(case, net, rng), ["coords"], rng)
+    check_net_gradients(net, ["coords"], top_diffs=_top_diffs(case, net, rng), what="warp training path")
+
+
+LOSS_CASES = ["loss-l1", "loss-ssim-mask"]  # every loss-like layer: PhotometricLoss with and without SSIM
+
+
+@pytest.mark.parametrize("loss_weight", [0.3, 2.0])
+@pytest.mark.parametrize("name", LOSS_CASES)
+def test_loss_weight_scales_the_bottom_diffs(name, loss_weight, rng):
+    """A loss top with loss_weight w: Caffe sets its diff to w, and the bottom diffs are w times the kernel's
+    gradient, for warped and target alike; central differences of w * loss agree (checked against the gradient's
+    own size: a dropped w, a zero or a flipped gradient fails however small the loss gradient is)."""
+    case = CASES[name](rng)
+    net = layer_net(case["bottoms"], case["layer"], case["tops"], loss_weight=[loss_weight])
+    assert net.blob_loss_weights["loss"] == pytest.approx(loss_weight)
+    net.forward()
+    net.backward()
+    expected = case["backward"](case["bottoms"], {})
+    for bottom in case["grads"]:
+        np.testing.assert_allclose(bottom_blob(net, bottom).diff, loss_weight * expected[bottom], rtol=1e-5,
+                                   atol=1e-9)
+    check_layer(case["bottoms"], case["layer"], tops=case["tops"], loss_weight=loss_weight, check=case["grads"],
+                samples=None)
