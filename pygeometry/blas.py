@@ -30,3 +30,18 @@ def describe_openblas() -> str:
     forced = os.environ.get("OPENBLAS_CORETYPE")
     return (f"OpenBLAS (Caffe's): {core or 'not found'}"
             + (f"; OPENBLAS_CORETYPE={forced}" if forced else "; kernel chosen by CPU detection"))
+
+
+_REQUIRED_FLAGS = {"Haswell": {"avx2", "fma"}, "Zen": {"avx2", "fma"}, "SkylakeX": {"avx512f", "avx512bw", "avx512vl"},
+                   "Cooperlake": {"avx512f", "avx512bw", "avx512vl", "avx512_bf16"}}
+
+
+def supported_core_types(cpuinfo: str = "/proc/cpuinfo") -> list:
+    """The core types of CORE_TYPES this CPU can execute (forcing one it lacks would stop on an illegal
+    instruction): read from the CPU flags."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return []
+    return [core for core in CORE_TYPES if _REQUIRED_FLAGS[core] <= flags]

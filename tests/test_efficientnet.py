@@ -152,6 +152,7 @@ def _photo(name):
 
 
 # ------------------------------------------------------------------------------------------ equality with torch
+@pytest.mark.blas
 def test_logits_equal_a_torch_forward_of_the_same_weights(converted, state_dict, torch):
     net = caffe.Net(str(converted / "deploy.prototxt"), caffe.TEST,
                     weights=str(converted / "efficientnet_lite0.caffemodel"))

@@ -12,6 +12,8 @@ import caffe
 from caffe import layers as L
 from pygeometry.models import alexnet_trunk
 
+pytestmark = pytest.mark.blas  # float32 Caffe through BLAS: .ci/run repeats these under every OpenBLAS kernel
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = [sys.executable, str(REPO / "scripts" / "init_from_imagenet.py")]
 

@@ -14,6 +14,8 @@ import caffe
 from pygeometry.evaluation import pose_errors, rotation_angle_deg, summarize
 from pygeometry.nets import NETWORKS, check_image_size, pose_net
 
+pytestmark = pytest.mark.blas  # float32 Caffe through BLAS: .ci/run repeats these under every OpenBLAS kernel
+
 REPO = Path(__file__).resolve().parents[1]
 
 
