@@ -19,7 +19,7 @@ setup:
 
 test: setup
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests examples
 
 # OpenBLAS picks its kernel per CPU (Haswell, SkylakeX, Cooperlake, Zen): results differ by rounding only, and the
 # BLAS-sensitive tests must hold under each. Kernels the CPU cannot execute are named and left out.

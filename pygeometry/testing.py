@@ -45,6 +45,10 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+# Caffe's glog prints every net it builds; a checker builds many. Quiet unless the user asked otherwise (only
+# effective when this module is imported before caffe, as in a test file that imports it first).
+os.environ.setdefault("GLOG_minloglevel", "2")
+
 F32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -137,9 +141,10 @@ def compare(name: str, values: np.ndarray, analytic: np.ndarray, terms: Callable
             their magnitudes (terms that did not change cancel exactly), over 2h.
         unit_roundoff: of the dtype the terms were computed in (float32 for Caffe blobs).
         samples: how many elements to check (None or >= size: all of them), chosen with rng.
-        smoothness: an element is a kink when its one-sided differences differ by more than
-            smoothness * scale + their noise (the forward bends sharply within +-step) and the central
-            difference disagrees with the analytic gradient.
+        smoothness: an element is a kink when its one-sided differences differ by more than smoothness times
+            the larger of them, plus their noise (the forward bends sharply within +-step; a smooth function,
+            right or wrong, has nearly equal one-sided slopes), and the central difference disagrees with the
+            analytic gradient.
     """
     report = BlobReport(name=name, shape=tuple(values.shape))
     flat = values.reshape(-1)
@@ -176,7 +181,8 @@ def compare(name: str, values: np.ndarray, analytic: np.ndarray, terms: Callable
     for i, a, num, forward, backward, atol, side_noise in rows:
         tol = atol + rtol * report.scale
         report.tolerance = max(report.tolerance, tol)
-        if abs(forward - backward) > smoothness * report.scale + side_noise and abs(a - num) > tol:
+        bend = abs(forward - backward)
+        if bend > smoothness * max(abs(forward), abs(backward)) + side_noise and abs(a - num) > tol:
             report.kinks += 1  # not smooth within +-step here: no verdict on this element
             continue
         kept.append((i, a, num, atol))
@@ -440,3 +446,37 @@ def check_layer(bottoms: Mapping[str, np.ndarray], make_layer: Callable = None, 
     check = list(check) if check is not None else [b for b, f in zip(bottoms, flags) if f]
     return check_net_gradients(net, [(b, 0) for b in check], top_diffs=top_diffs,
                                what=options.pop("what", getattr(make_layer, "__name__", "layer")), **options)
+
+
+# ---------------------------------------------------------------------------------------------- pytest helpers
+@dataclasses.dataclass
+class LayerCase:
+    """One layer to check, for :func:`parametrize_layers`.
+
+    Args:
+        bottoms: {name: array}, or a function rng -> {name: array} (fresh arrays for every seed).
+        make_layer / module, layer, param_str: the layer, as in :func:`check_layer`.
+        options: further :func:`check_layer` keyword arguments (tops, loss_weight, step, kink, ...).
+    """
+
+    bottoms: object
+    make_layer: Callable = None
+    module: str = None
+    layer: str = None
+    param_str: object = ""
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def check(self, seed: int = 0, **overrides) -> GradientReport:
+        rng = np.random.default_rng(seed)
+        bottoms = self.bottoms(rng) if callable(self.bottoms) else self.bottoms
+        options = {**self.options, **overrides}
+        return check_layer(bottoms, self.make_layer, module=self.module, layer=self.layer, param_str=self.param_str,
+                           seed=seed, **options)
+
+
+def parametrize_layers(cases: Mapping[str, LayerCase], argname: str = "layer_case"):
+    """pytest.mark.parametrize over {id: LayerCase}: ``@parametrize_layers(CASES) def test(layer_case):
+    layer_case.check()``."""
+    import pytest
+
+    return pytest.mark.parametrize(argname, list(cases.values()), ids=list(cases))
