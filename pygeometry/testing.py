@@ -289,6 +289,9 @@ def layer_net(bottoms: Mapping[str, np.ndarray], make_layer: Callable, tops: Seq
     weights = list(loss_weight) if loss_weight is not None else [1.0] + [0.0] * (len(tops) - 1)
     if len(weights) != len(tops):
         raise ValueError(f"loss_weight needs one value per top ({len(tops)}), got {weights}")
+    if not any(weights):
+        raise ValueError("loss_weight: at least one top needs a non-zero weight, or Caffe skips the backward "
+                         "('does not need backward computation') and no gradient reaches the bottoms")
     kwargs = {"loss_weight": weights}
     if propagate_down is not None:
         kwargs["propagate_down"] = list(propagate_down)

@@ -10,6 +10,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from pygeometry.testing import numeric_gradient  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,19 +26,7 @@ def pytest_report_header(config):
     return describe_openblas()
 
 
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar function f() with respect to the array x (modified in place)."""
-    g = np.zeros_like(x, dtype=np.float64)
-    flat, gflat = x.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        gflat[i] = (fp - fm) / (2 * eps)
-    return g
+numeric_grad = numeric_gradient  # float64 central differences of f() w.r.t. every element of x (one home)
 
 
 @pytest.fixture

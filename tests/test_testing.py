@@ -134,3 +134,9 @@ def test_readme_example_runs():
     assert tests
     for test in tests:
         test()
+
+
+def test_all_zero_loss_weights_are_refused_with_the_reason():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="Caffe skips the backward"):
+        check_layer({"x": x}, stock_layer("ReLU"), loss_weight=0.0)
