@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data.hdf5 import SplitError, split_files
 from .kernels.bilinear import bilinear_forward
 from .kernels.projection import projection_forward
 from .kernels.se3 import se3_forward
@@ -172,32 +173,6 @@ def photometric_errors(src, tgt, tgt_depth, K, src_T_tgt, padding="border", chun
 
 
 # --------------------------------------------------------------------------------------------- split loading
-
-class SplitError(ValueError):
-    """A split that cannot be evaluated (missing file or key, inconsistent shapes); the message names the file."""
-
-
-def split_files(split) -> list[Path]:
-    """HDF5 files of a split: a list file (one path per line; a relative path is taken from the working directory
-    as Caffe does, else from the list's folder) or one .h5 file."""
-    split = Path(split)
-    if not split.exists():
-        raise SplitError(f"split {split} does not exist")
-    if split.suffix in (".h5", ".hdf5"):
-        return [split]
-    files = []
-    for line in split.read_text().splitlines():
-        if line.strip():
-            f = Path(line.strip())
-            if not f.is_absolute() and not f.is_file():
-                f = split.parent / f
-            if not f.is_file():
-                raise SplitError(f"{split}: listed file {f} does not exist")
-            files.append(f)
-    if not files:
-        raise SplitError(f"split list {split} lists no HDF5 file")
-    return files
-
 
 def load_split(split, keys=REQUIRED_KEYS, optional=SEQUENCE_KEYS) -> dict:
     """Load a split into memory.

@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pygeometry import evaluation as ev  # noqa: E402
+from pygeometry.data.hdf5 import validate_split  # noqa: E402
 
 PHOTOMETRIC = "photometric_l1"
 COLUMNS = ev.METRICS + (PHOTOMETRIC,)
@@ -194,6 +195,8 @@ def resolve_split(split: Path) -> Path:
 
 def evaluate(args) -> dict:
     split = resolve_split(args.split)
+    # One message naming the file and the pair for a truncated/corrupt file, a missing key or file, NaN/inf.
+    validate_split(split, keys=ev.REQUIRED_KEYS)
     data = ev.load_split(split)
     n_all = len(data["src"])
     if args.max_pairs:
@@ -225,6 +228,7 @@ def evaluate(args) -> dict:
     poses["identity"] = np.tile(np.eye(4), (n, 1, 1))
     if args.train_split:
         train_split = resolve_split(args.train_split)
+        validate_split(train_split, keys=("src_T_tgt",))
         train = ev.load_split(train_split, keys=("src_T_tgt",), optional=("xi_gt",))
         xi_train = train["xi_gt"] if "xi_gt" in train else ev.xi_from_transforms(train["src_T_tgt"])
         poses["mean training pose"] = ev.se3_forward(ev.baseline_predictions(xi_train, n)["mean training pose"])

@@ -7,7 +7,8 @@ so the splits never share a scene: split s uses scene seeds seed + s * 10^7 + i.
 depth is z in metres (exact at pixel centres), K is [fx, fy, cx, cy].
 
 The job resumes: files are written under a temporary name and renamed when complete, and a file that already
-exists complete for the same settings (dataset.json) is kept. The list files are written last.
+exists complete for the same settings (dataset.json) is kept; the temporary files of a killed run are deleted.
+A split's list file is written (atomically) after all of its files are complete, so it only names complete files.
 
 Example: scripts/make_dataset.py --out data/synthetic --train 1600 --val 96 --test 200 --motion handheld
 
@@ -36,7 +37,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import KEYS, DatasetWriter, write_list_file  # noqa: E402
+from pygeometry.data.hdf5 import KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
 from pygeometry.render import MOTIONS, pose_vector_from_matrix, render_pair, render_sequence  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -80,6 +81,13 @@ def _complete(path: Path, count: int, cfg) -> bool:
         return False
 
 
+def write_manifest(path: Path, record: dict):
+    """Write dataset.json atomically (a kill mid-write must not leave a file the next run cannot parse)."""
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, path)
+
+
 def write_sequence(args, out: Path):
     """The --sequence mode: one rendered path, its consecutive pairs in <out>/sequence_000.h5 + sequence.txt."""
     if args.sequence < 2:
@@ -103,6 +111,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out)  # what a killed run was writing; it is written again below
     if args.sequence:
         return write_sequence(args, out)
     cfg = {k: getattr(args, k) for k in ("height", "width", "motion", "motion_scale", "jitter", "supersample",
@@ -110,7 +119,7 @@ def main(argv=None):
     manifest = out / "dataset.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("config") != cfg:
         sys.exit(f"{out} holds a dataset made with other settings ({manifest}); choose another --out or delete it")
-    manifest.write_text(json.dumps({"config": cfg, "complete": False}, indent=2))
+    write_manifest(manifest, {"config": cfg, "complete": False})
     counts = {"train": args.train, "val": args.val, "test": args.test}
     t0 = time.time()
     ctx = mp.get_context("fork")
@@ -135,8 +144,7 @@ def main(argv=None):
             if files:
                 write_list_file(out / f"{split}.txt", files)
     seconds = time.time() - t0
-    manifest.write_text(json.dumps({"config": cfg, "complete": True, "pairs": counts,
-                                    "seconds": round(seconds, 1)}, indent=2))
+    write_manifest(manifest, {"config": cfg, "complete": True, "pairs": counts, "seconds": round(seconds, 1)})
     print(f"wrote {sum(counts.values())} pairs to {out} in {seconds:.0f} s "
           f"(lists: {', '.join(str(out / f'{s}.txt') for s in SPLITS if counts[s])})")
 

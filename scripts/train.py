@@ -36,7 +36,7 @@ from tqdm import tqdm  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import read_list_file  # noqa: E402
+from pygeometry.data.hdf5 import SplitError, read_list_file, validate_split  # noqa: E402
 from pygeometry.denormals import flush_denormals  # noqa: E402
 from pygeometry.evaluation import baseline_predictions, pose_errors, summarize  # noqa: E402
 from pygeometry.nets import NETWORKS, pose_net, solver_text  # noqa: E402
@@ -70,11 +70,6 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1, help="Caffe random seed (weight init, shuffling)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p.parse_args(argv)
-
-
-def dataset_shape(list_file: Path):
-    with h5py.File(read_list_file(list_file)[0], "r") as f:
-        return f["src"].shape[2:]
 
 
 def load_split(list_file: Path, keys=("src", "tgt", "src_T_tgt", "xi_gt")):
@@ -190,14 +185,55 @@ def save_curves(out: Path, rows, val_rows):
     os.replace(tmp, out / "curves.png")
 
 
-def snapshot(solver, out: Path):
-    solver.snapshot()
+def read_checkpoint(out: Path) -> list:
+    """The complete snapshots recorded in <out>/checkpoint.json, oldest first: dicts with iter, solverstate,
+    caffemodel and bytes (each file's size when it was complete; absent in checkpoints of older versions)."""
+    ckpt = out / "checkpoint.json"
+    if not ckpt.exists():
+        return []
+    record = json.loads(ckpt.read_text())
+    return record.get("snapshots", [{k: record[k] for k in ("iter", "solverstate", "caffemodel")}])
+
+
+def snapshot_intact(entry: dict) -> bool:
+    """Both files of a recorded snapshot exist with the sizes they had when they were complete."""
+    for kind in ("solverstate", "caffemodel"):
+        path = Path(entry[kind])
+        if not path.is_file() or ("bytes" in entry and path.stat().st_size != entry["bytes"][kind]):
+            return False
+    return True
+
+
+def last_intact_snapshot(recorded: list):
+    """The newest snapshot of read_checkpoint()'s list whose files are intact (see snapshot()), or None."""
+    return next((e for e in reversed(recorded) if snapshot_intact(e)), None)
+
+
+def snapshot(solver, out: Path) -> Path:
+    """Write <out>/snap_iter_<N>.caffemodel and .solverstate, then record them in checkpoint.json.
+
+    Caffe writes both files in place (the solverstate names the caffemodel by its final path, so they cannot be
+    written under temporary names): a process killed meanwhile leaves them half-written. So checkpoint.json,
+    replaced atomically, names only complete files: a new snapshot is added after both files are written, with
+    their sizes; one at an iteration already recorded (the final snapshot after a periodic one, or a run resumed
+    from an earlier snapshot reaching it again) is first removed from the record, then rewritten. `--resume auto`
+    takes the newest recorded snapshot whose files still have their sizes (last_intact_snapshot).
+
+    Returns:
+        The snapshot's .caffemodel.
+    """
     it = solver.iter
+    recorded = read_checkpoint(out)
+    earlier = [e for e in recorded if e["iter"] < it]  # later ones belong to a run this one has replaced
+    if len(earlier) != len(recorded):
+        write_atomic(out / "checkpoint.json", json.dumps(dict(earlier[-1] if earlier else {}, snapshots=earlier),
+                                                         indent=1))
+    solver.snapshot()
     state = out / f"snap_iter_{it}.solverstate"
     model = out / f"snap_iter_{it}.caffemodel"
-    if state.exists() and model.exists():
-        write_atomic(out / "checkpoint.json", json.dumps({"iter": it, "solverstate": str(state),
-                                                          "caffemodel": str(model)}))
+    entry = {"iter": it, "solverstate": str(state), "caffemodel": str(model),
+             "bytes": {"solverstate": state.stat().st_size, "caffemodel": model.stat().st_size}}
+    write_atomic(out / "checkpoint.json", json.dumps(dict(entry, snapshots=earlier + [entry]), indent=1))
     return model
 
 
@@ -249,9 +285,15 @@ def main(argv=None):
 
     out = (args.out or REPO / "runs" / args.network).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "val", "test"):
-        read_list_file(args.data / f"{split}.txt")  # clear error if the dataset is missing or incomplete
-    height, width = dataset_shape(args.data / "train.txt")
+    # A bad dataset (missing, truncated or corrupt file, NaN/inf, another image size) stops here with one message
+    # naming the file and the pair, not in Caffe's HDF5Data (an abort with a C++ stack trace) or as a NaN loss.
+    try:
+        train_split = validate_split(args.data / "train.txt")
+        height, width = train_split.height, train_split.width  # the nets are generated for this size
+        val_split = validate_split(args.data / "val.txt", expected_hw=(height, width))
+        validate_split(args.data / "test.txt", expected_hw=(height, width))
+    except SplitError as exc:
+        sys.exit(f"train.py: error: {exc}")
     files = write_nets(args, out, height, width)
     log_file = open(out / "train.log", "a")
 
@@ -274,8 +316,13 @@ def main(argv=None):
     rows, val_rows = [], []
     state = args.resume
     if state == "auto":
-        ckpt = out / "checkpoint.json"
-        state = json.loads(ckpt.read_text())["solverstate"] if ckpt.exists() else None
+        recorded = read_checkpoint(out)
+        last = last_intact_snapshot(recorded)
+        if recorded and last is not recorded[-1]:
+            log(f"{out / 'checkpoint.json'}: the files of the snapshot at iteration {recorded[-1]['iter']} are "
+                f"damaged (missing or another size); " + (f"using the one at iteration {last['iter']}" if last else
+                                                          "no intact snapshot, starting at iteration 0"))
+        state = last["solverstate"] if last else None
     if state:  # a resumed run keeps its own weights; --weights only initialises a run that starts at iteration 0
         solver.restore(str(state))
         log(f"resumed from {state} at iteration {solver.iter}")
@@ -304,7 +351,7 @@ def main(argv=None):
     if solver.iter == 0:  # the weights training starts from: what "before training" figures show
         solver.net.save(str(out / ".init.partial"))
         os.replace(out / ".init.partial", out / "init.caffemodel")
-    val_pairs = sum(h5py.File(p, "r")["src"].shape[0] for p in read_list_file(args.data / "val.txt"))
+    val_pairs = val_split.pairs
     stopper = Stopper()
     t0 = time.time()
     bar = tqdm(total=args.iters, initial=solver.iter, desc=args.network, unit="it", disable=args.no_progress,

@@ -16,10 +16,15 @@ A split is a text file (train.txt, val.txt, test.txt) listing one HDF5 path per 
 
 Files are written under a temporary name and renamed when complete, so an interrupted write never leaves a
 file that looks complete.
+
+validate_split() checks a split before a net reads it (every file readable, every key present with the format's
+shape, one image size, no NaN or inf), so that a bad dataset stops the program with one message naming the file
+and the pair, instead of a Caffe abort with a C++ stack trace or a NaN loss many iterations later.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -115,6 +120,28 @@ def write_list_file(path, h5_paths):
     os.replace(tmp, path)
 
 
+def remove_stale_partials(folder) -> list[Path]:
+    """Delete the temporary files (.<name>.partial-<pid>) that DatasetWriter and write_list_file left in folder
+    when their process was killed; files of a process still running are kept. Returns the deleted paths."""
+    removed = []
+    for tmp in Path(folder).glob(".*.partial-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def read_list_file(path):
     """Paths listed in a split file; raises FileNotFoundError naming the list and the missing file."""
     path = Path(path)
@@ -125,3 +152,130 @@ def read_list_file(path):
         if not f.is_file():
             raise FileNotFoundError(f"{path}: listed file {f} does not exist")
     return files
+
+
+class SplitError(ValueError):
+    """A split that cannot be used (missing or unreadable file, missing key, wrong shape, another image size,
+    NaN or inf); the message names the file and, where it applies, the pair's index in that file."""
+
+
+def split_files(split) -> list[Path]:
+    """HDF5 files of a split: a list file (one path per line; a relative path is taken from the working directory
+    as Caffe does, else from the list's folder) or one .h5 file. Raises SplitError naming a missing file."""
+    split = Path(split)
+    if not split.exists():
+        raise SplitError(f"split {split} does not exist")
+    if split.suffix in (".h5", ".hdf5"):
+        return [split]
+    files = []
+    for line in split.read_text().splitlines():
+        if line.strip():
+            f = Path(line.strip())
+            if not f.is_absolute() and not f.is_file():
+                f = split.parent / f
+            if not f.is_file():
+                raise SplitError(f"{split}: listed file {f} does not exist")
+            files.append(f)
+    if not files:
+        raise SplitError(f"split list {split} lists no HDF5 file")
+    return files
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What validate_split found: the files, the number of pairs and the image size (None if no image key was
+    checked and no size was expected)."""
+    files: tuple
+    pairs: int
+    height: int | None
+    width: int | None
+
+
+# Pairs read at once by validate_split: bounds its memory (64 pairs of 64 x 208 are 24 MB) without slowing it.
+_VALIDATE_CHUNK = 64
+
+
+def validate_split(split, expected_hw=None, keys=KEYS) -> SplitInfo:
+    """Check a split before a net or an evaluation reads it; raise SplitError naming the file (and the pair).
+
+    Checked, file by file: the file opens as HDF5 (a truncated or corrupt file does not); every key of `keys`
+    exists with the format's shape (module docstring) and a floating-point type, all with the same number of
+    pairs (at least one); the images of all files have one size, equal to expected_hw (the net's input size)
+    when given; and every value of every pair is finite (NaN or inf in an image, a depth map, K or a pose names
+    the first such pair). Depth 0 (unknown) is valid. All data is read (chunk by chunk), which also finds
+    compressed chunks that no longer decompress.
+
+    Args:
+        split: a list file (train.txt, ...) or one .h5 file (see split_files).
+        expected_hw: (H, W) the images must have, or None (any single size).
+        keys: the datasets to check, a subset of KEYS (default: all).
+
+    Returns:
+        SplitInfo(files, pairs, height, width).
+    """
+    import h5py
+
+    files = split_files(split)
+    hw = tuple(expected_hw) if expected_hw is not None else None
+    hw_from = "the net's input" if hw is not None else None
+    pairs = 0
+    for path in files:
+        try:
+            with h5py.File(path, "r") as f:
+                n, hw, hw_from = _check_file(path, f, keys, hw, hw_from)
+        except SplitError:
+            raise
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py's errors for damaged files
+            raise SplitError(f"{path}: cannot be read as HDF5, truncated or corrupt? ({exc})") from None
+        pairs += n
+    return SplitInfo(files=tuple(files), pairs=pairs, height=int(hw[0]) if hw else None,
+                     width=int(hw[1]) if hw else None)
+
+
+def _check_file(path, f, keys, hw, hw_from):
+    """validate_split's checks of one open file; returns (pairs, image size, where that size came from)."""
+    missing = [k for k in keys if k not in f]
+    if missing:
+        raise SplitError(f"{path}: missing dataset(s) {missing} (found {sorted(f.keys())})")
+    n = f[keys[0]].shape[0] if f[keys[0]].ndim else 0
+    if n == 0:
+        raise SplitError(f"{path}: '{keys[0]}' holds no pair")
+    for k in keys:
+        a = f[k]
+        if a.dtype.kind != "f":
+            raise SplitError(f"{path}: '{k}' must be floating point (Caffe's HDF5Data reads float or double), "
+                             f"got {a.dtype}")
+        if a.ndim == 0 or a.shape[0] != n:
+            raise SplitError(f"{path}: '{k}' has {a.shape[0] if a.ndim else 0} pairs but '{keys[0]}' has {n}")
+        want = _shapes("H", "W")[k]
+        if a.ndim != len(want) + 1 or any(w != s for w, s in zip(want, a.shape[1:]) if isinstance(w, int)):
+            raise SplitError(f"{path}: '{k}' must be (N, {', '.join(map(str, want))}), got {a.shape}")
+        if a.ndim == 4:
+            if hw is None:
+                hw, hw_from = a.shape[2:], f"the split's first images ({path} '{k}')"
+            elif a.shape[2:] != hw:
+                raise SplitError(f"{path}: '{k}' is {a.shape[2]}x{a.shape[3]} (H x W) but {hw_from} is "
+                                 f"{hw[0]}x{hw[1]}")
+    for k in keys:
+        _check_finite(path, k, f[k])
+    return n, hw, hw_from
+
+
+def _check_finite(path, key, dataset):
+    """Read dataset chunk by chunk; SplitError naming the pair where a value is NaN/inf or a chunk is unreadable."""
+    n = dataset.shape[0]
+    for start in range(0, n, _VALIDATE_CHUNK):
+        stop = min(n, start + _VALIDATE_CHUNK)
+        try:
+            values = dataset[start:stop]
+        except (OSError, ValueError):
+            for index in range(start, stop):  # name the first pair that cannot be read
+                try:
+                    dataset[index]
+                except (OSError, ValueError) as exc:
+                    raise SplitError(f"{path}: '{key}' of pair {index} cannot be read, corrupt file? ({exc})") from None
+            raise
+        finite = np.isfinite(values.reshape(stop - start, -1)).all(axis=1)
+        if not finite.all():
+            index = start + int(np.flatnonzero(~finite)[0])
+            raise SplitError(f"{path}: '{key}' of pair {index} contains NaN or inf")
