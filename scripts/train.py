@@ -294,7 +294,10 @@ def main(argv=None):
         validate_split(args.data / "test.txt", expected_hw=(height, width))
     except SplitError as exc:
         sys.exit(f"train.py: error: {exc}")
-    files = write_nets(args, out, height, width)
+    try:
+        files = write_nets(args, out, height, width)
+    except ValueError as exc:  # an image size that downsample or a loss scale does not divide (nets.check_image_size)
+        sys.exit(f"train.py: error: {exc}")
     log_file = open(out / "train.log", "a")
 
     def log(msg):

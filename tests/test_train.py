@@ -74,3 +74,12 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
     proc = subprocess.run(TRAIN + ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--iters", "1"],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "train.txt does not exist" in proc.stderr
+
+
+def test_an_image_size_the_loss_scales_do_not_divide_is_a_clear_error(tmp_path, tiny_split):
+    """48 x 80 with a loss at block size 32: one error line naming the size and the scale, no traceback."""
+    proc = subprocess.run(TRAIN + ["--data", str(tiny_split), "--out", str(tmp_path / "r"), "--iters", "1",
+                                   "--scales", "32"], capture_output=True, text=True)
+    assert proc.returncode != 0, proc.stdout[-500:]
+    assert "train.py: error: image size 48 x 80" in proc.stderr and "loss scale 32" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
