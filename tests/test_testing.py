@@ -140,3 +140,17 @@ def test_all_zero_loss_weights_are_refused_with_the_reason():
     x = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError, match="Caffe skips the backward"):
         check_layer({"x": x}, stock_layer("ReLU"), loss_weight=0.0)
+
+
+def test_kink_period_skips_bilinear_interpolations_integer_kinks():
+    """BilinearWarp is not differentiable where a coordinate is an integer: kink=0, kink_period=1 skips the
+    coordinates within kink_range of one; the rest are checked."""
+    from pygeometry import netspec as G
+
+    rng = np.random.default_rng(8)
+    coords = rng.uniform(0.5, 5.5, size=(1, 2, 3, 4))
+    coords.flat[:6] = np.round(coords.flat[:6]) + rng.uniform(-0.004, 0.004, size=6)  # on a kink
+    bottoms = {"image": rng.uniform(size=(1, 2, 7, 7)).astype(np.float32), "coords": coords.astype(np.float32)}
+    report = check_layer(bottoms, G.bilinear_warp, check=["coords"], samples=None, kink=0.0, kink_period=1.0,
+                         kink_range=0.02, max_kink_fraction=0.3)
+    assert report.blobs[0].kinks == 6 and report.blobs[0].checked == 18
