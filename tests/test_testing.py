@@ -10,8 +10,8 @@ import pytest
 
 import caffe
 from caffe import layers as L
-from pygeometry.testing import (GradientCheckError, check_function, check_layer, check_net, layer_net,
-                                parametrize_layers, LayerCase, stock_layer)
+from pygeometry.testing import (GradientCheckError, LayerCase, check_function, check_layer, check_net,
+                                parametrize_layers, stock_layer)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))  # my_layers: a user's own layers, imported by Caffe by module name
