@@ -70,22 +70,30 @@ def projection_z_sign(orig):
     return mutant
 
 
-def warp_image_halved(orig):
-    def mutant(image, coords, grad_warped, padding, input_kind, grad_image=None, grad_coords=None):
-        bad = orig(image, coords, grad_warped, padding, input_kind, grad_image=grad_image, grad_coords=grad_coords)
-        if grad_image is not None:
-            grad_image *= 0.5
-        return bad
-    return mutant
+def _warp_backward_then(edit):
+    """A mutant of warp_backward_into that runs the original, then edit(grad_image, grad_coords) in place."""
+    def make(orig):
+        def mutant(image, coords, grad_warped, padding, input_kind, grad_image=None, grad_coords=None):
+            bad = orig(image, coords, grad_warped, padding, input_kind, grad_image=grad_image,
+                       grad_coords=grad_coords)
+            edit(grad_image, grad_coords)
+            return bad
+        return mutant
+    return make
 
 
-def warp_coords_y_sign(orig):
-    def mutant(image, coords, grad_warped, padding, input_kind, grad_image=None, grad_coords=None):
-        bad = orig(image, coords, grad_warped, padding, input_kind, grad_image=grad_image, grad_coords=grad_coords)
-        if grad_coords is not None:
-            grad_coords[:, 1] *= -1
-        return bad
-    return mutant
+def _halve_image_gradient(grad_image, grad_coords):
+    if grad_image is not None:
+        grad_image *= 0.5
+
+
+def _flip_y_gradient(grad_image, grad_coords):
+    if grad_coords is not None:
+        grad_coords[:, 1] *= -1
+
+
+warp_image_halved = _warp_backward_then(_halve_image_gradient)
+warp_coords_y_sign = _warp_backward_then(_flip_y_gradient)
 
 
 def warp_jacobian_x_sign(orig):
