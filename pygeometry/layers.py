@@ -252,10 +252,20 @@ class PhotometricLoss(_Layer):
     an all-zero mask gives loss 0 and zero gradients. Set loss_weight in the prototxt (netspec does). The
     target gets a gradient only when propagate_down asks for it; the mask never. See
     pygeometry.kernels.photometric.
+
+    The forward runs the fast kernel and keeps the SSIM derivatives it needs for the backward (an array three
+    times the warped bottom's size, allocated once); the backward then only applies the box filter's adjoint.
+    Like Caffe's own layers this assumes the backward follows the forward on unchanged bottoms. A backward that
+    asks for the target's gradient runs the reference implementation.
     """
 
     CONFIG = cfg.PhotometricLossConfig
     BOTTOMS = (2, 3)
+
+    def setup(self, bottom, top):
+        super().setup(bottom, top)
+        self._coef = None  # SSIM derivatives from the last forward (allocated on first use)
+        self._total = None  # the mask's sum in the last forward; None: no forward since the last reshape
 
     def reshape(self, bottom, top):
         w = bottom[0].data.shape
@@ -267,6 +277,7 @@ class PhotometricLoss(_Layer):
         if self.config.alpha > 0 and (w[2] < 2 or w[3] < 2):
             self.fail(f"SSIM (alpha > 0) needs H >= 2 and W >= 2, got {w[2]}x{w[3]}")
         top[0].reshape()
+        self._total = None
 
     def _mask(self, bottom):
         if len(bottom) < 3:
@@ -277,20 +288,38 @@ class PhotometricLoss(_Layer):
             self.fail("bottom 'mask' must be >= 0 (per-pixel weights)")
         return mask
 
+    def _coefficients(self, warped):
+        if self.config.alpha <= 0:
+            return None
+        shape = (3,) + tuple(warped.shape)
+        if self._coef is None or self._coef.shape != shape or self._coef.dtype != warped.dtype:
+            self._coef = np.empty(shape, warped.dtype)
+        return self._coef
+
     def forward(self, bottom, top):
-        self.check_finite("bottom 'warped'", bottom[0].data)
-        self.check_finite("bottom 'target'", bottom[1].data)
-        top[0].data[...] = photometric.photometric_forward(bottom[0].data, bottom[1].data, self._mask(bottom),
-                                                           self.config.alpha)
+        warped, target = bottom[0].data, bottom[1].data
+        self.check_finite("bottom 'warped'", warped)
+        self.check_finite("bottom 'target'", target)
+        self._total = None
+        loss, total = photometric.photometric_forward_into(warped, target, self._mask(bottom), self.config.alpha,
+                                                           self._coefficients(warped))
+        top[0].data[...] = loss
+        self._total = total
 
     def backward(self, top, propagate_down, bottom):
         need_target = bool(propagate_down[1])
         if not (propagate_down[0] or need_target):
             return
         scale = float(top[0].diff.flat[0])
-        g_w, g_t = photometric.photometric_backward(bottom[0].data, bottom[1].data, self._mask(bottom),
-                                                    self.config.alpha, need_target=need_target)
-        if propagate_down[0]:
-            bottom[0].diff[...] = scale * g_w
+        warped, target, mask = bottom[0].data, bottom[1].data, self._mask(bottom)
         if need_target:
+            g_w, g_t = photometric.photometric_backward(warped, target, mask, self.config.alpha, need_target=True)
+            if propagate_down[0]:
+                bottom[0].diff[...] = scale * g_w
             bottom[1].diff[...] = scale * g_t
+            return
+        if self._total is None:  # no forward since the last reshape: compute what it keeps
+            _, self._total = photometric.photometric_forward_into(warped, target, mask, self.config.alpha,
+                                                                  self._coefficients(warped))
+        photometric.photometric_backward_into(warped, target, mask, self.config.alpha, self._coef, self._total,
+                                              scale, bottom[0].diff)

@@ -216,6 +216,31 @@ def test_warp_training_path_finite_differences(rng):
 LOSS_CASES = ["loss-l1", "loss-ssim-mask"]  # every loss-like layer: PhotometricLoss with and without SSIM
 
 
+@pytest.mark.parametrize("name", LOSS_CASES)
+def test_loss_training_path(name, rng):
+    """As in the pose nets, only the warped image gets a gradient (the target is data): the layer then runs the fast
+    kernels, its backward using the SSIM derivatives its forward kept. The gradient equals the reference's over
+    iterations with new data, and float32 finite differences through the net agree."""
+    case = CASES[name](rng)
+    flags = [b == "warped" for b in case["bottoms"]]
+    net = layer_net(case["bottoms"], case["layer"], case["tops"], propagate_down=flags, phase=caffe.TRAIN)
+    for _ in range(3):
+        bottoms = dict(case["bottoms"])
+        bottoms["warped"] = np.clip(bottoms["warped"] + rng.normal(scale=0.05, size=bottoms["warped"].shape), 0,
+                                    1).astype(f32)
+        for key in ("warped", "target"):
+            bottom_blob(net, key).data[...] = bottoms[key]
+        bottom_blob(net, "target").diff[...] = 7.0
+        net.forward()
+        net.backward()
+        # the reference in float64 on the same float32 values (the fast kernel sums in float64)
+        expected = case["backward"]({k: v.astype(np.float64) for k, v in bottoms.items()}, {})["warped"]
+        np.testing.assert_allclose(bottom_blob(net, "warped").diff, expected, rtol=1e-5,
+                                   atol=1e-6 * np.abs(expected).max())
+        assert np.all(bottom_blob(net, "target").diff == 7.0), "propagate_down false: the target's diff is kept"
+    check_net_gradients(net, ["warped"], what=f"{name} training path")
+
+
 @pytest.mark.parametrize("loss_weight", [0.3, 2.0])
 @pytest.mark.parametrize("name", LOSS_CASES)
 def test_loss_weight_scales_the_bottom_diffs(name, loss_weight, rng):

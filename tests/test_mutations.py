@@ -126,6 +126,19 @@ def loss_zero(orig):
     return mutant
 
 
+def fast_loss_ssim_adjoint_sign(orig):
+    """The fast backward with the SSIM term's sign flipped (its coefficients negated)."""
+    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped):
+        return orig(warped, target, mask, alpha, None if coef is None else -coef, total, scale, grad_warped)
+    return mutant
+
+
+def fast_loss_halved(orig):
+    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped):
+        return orig(warped, target, mask, alpha, coef, total, 0.5 * scale, grad_warped)
+    return mutant
+
+
 def layer_ignores_loss_weight(orig):
     def mutant(self, top, propagate_down, bottom):
         top[0].diff[...] = 1.0  # as if the layer assumed loss_weight 1
@@ -173,6 +186,12 @@ MUTATIONS = {
     "loss gradient zero": (photometric, "photometric_backward", loss_zero, [
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-l1")),
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-ssim-mask"))]),
+    "fast loss SSIM sign": (photometric, "photometric_backward_into", fast_loss_ssim_adjoint_sign, [
+        (test_kernel_photometric.test_fast_gradients, dict(alpha=0.85)),
+        (test_layers.test_loss_training_path, dict(name="loss-ssim-mask"))]),
+    "fast loss factor": (photometric, "photometric_backward_into", fast_loss_halved, [
+        (test_kernel_photometric.test_fast_gradients, dict(alpha=0.0)),
+        (test_layers.test_loss_training_path, dict(name="loss-l1"))]),
     "loss_weight ignored": (layers.PhotometricLoss, "backward", layer_ignores_loss_weight, [
         (test_layers.test_loss_weight_scales_the_bottom_diffs, dict(name="loss-l1", loss_weight=0.3)),
         (test_layers.test_loss_weight_scales_the_bottom_diffs, dict(name="loss-ssim-mask", loss_weight=2.0))]),

@@ -9,11 +9,22 @@ Convention:
     >= 0; all ones when no mask is given):
         loss = sum_p m_p e_p / sum_p m_p,   and loss = 0 with zero gradients when sum_p m_p = 0.
     The mask receives no gradient. d|x|/dx at x = 0 is taken as 0.
+
+Two implementations of the same function, tested against each other (tests/test_kernel_photometric.py):
+    photometric_forward / photometric_backward: the readable reference (numpy + OpenCV box filters, SSIM
+        recomputed in the backward; both gradients).
+    photometric_forward_into / photometric_backward_into: the fast kernels the layer runs (numba, one pass
+        per image plane, no image-sized temporaries). The forward keeps three per-pixel SSIM derivatives in a
+        caller-owned array, so the backward only applies the box filter's adjoint to them; gradient w.r.t. the
+        warped image only (the target's goes through the reference).
 """
 from __future__ import annotations
 
 import cv2
+import numba
 import numpy as np
+
+from .finite import FASTMATH
 
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
@@ -136,3 +147,174 @@ def photometric_backward(warped, target, mask=None, alpha=0.0, need_target=False
         if need_target:
             g_y = g_y + gsy
     return g_x.astype(warped.dtype), (g_y.astype(warped.dtype) if need_target else None)
+
+
+# ------------------------------------------------------------------------------------------------ fast kernels
+# Reflection at the border as box3's BORDER_REFLECT_101: index -1 reads 1, index n reads n - 2 (n >= 2).
+
+
+@numba.njit(inline="always")
+def _reflect(i, n):
+    return 1 if i < 0 else (n - 2 if i >= n else i)
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim):
+    """Per plane (n, c): l1[plane] = sum_p m_p |x - y| and dssim[plane] = sum_p m_p (1 - SSIM_p) / 2 (float64,
+    (N * C,) each; allocated by the caller, as any array expression here would be a parallel loop of its own,
+    each launch costing more than a small image's work), and when keep, the SSIM
+    derivatives coef[0] = dS/dmu_x - 2 mu_x dS/ds_xx - mu_y dS/ds_xy, coef[1] = dS/ds_xx, coef[2] = dS/ds_xy at
+    every pixel (the backward's only need; see ssim_backward)."""
+    N, C, H, W = x.shape
+    with_ssim = alpha > 0
+    for plane in numba.prange(N * C):
+        n, c = plane // C, plane % C
+        # Horizontal 3-sums of x, y, x^2, y^2, xy (float64), then vertical sums per pixel.
+        hs = np.empty((5, H, W))
+        if with_ssim:
+            for i in range(H):
+                for j in range(W):
+                    sx = sy = sxx = syy = sxy = 0.0
+                    for dj in range(-1, 2):
+                        jj = _reflect(j + dj, W)
+                        a = np.float64(x[n, c, i, jj])
+                        b = np.float64(y[n, c, i, jj])
+                        sx += a
+                        sy += b
+                        sxx += a * a
+                        syy += b * b
+                        sxy += a * b
+                    hs[0, i, j] = sx
+                    hs[1, i, j] = sy
+                    hs[2, i, j] = sxx
+                    hs[3, i, j] = syy
+                    hs[4, i, j] = sxy
+        e_l1 = 0.0
+        e_ssim = 0.0
+        for i in range(H):
+            i0, i2 = _reflect(i - 1, H), _reflect(i + 1, H)
+            for j in range(W):
+                m = np.float64(mask[n, 0, i, j]) if has_mask else 1.0
+                e_l1 += m * abs(np.float64(x[n, c, i, j]) - np.float64(y[n, c, i, j]))
+                if with_ssim:
+                    mu_x = (hs[0, i0, j] + hs[0, i, j] + hs[0, i2, j]) / 9.0
+                    mu_y = (hs[1, i0, j] + hs[1, i, j] + hs[1, i2, j]) / 9.0
+                    s_xx = (hs[2, i0, j] + hs[2, i, j] + hs[2, i2, j]) / 9.0 - mu_x * mu_x
+                    s_yy = (hs[3, i0, j] + hs[3, i, j] + hs[3, i2, j]) / 9.0 - mu_y * mu_y
+                    s_xy = (hs[4, i0, j] + hs[4, i, j] + hs[4, i2, j]) / 9.0 - mu_x * mu_y
+                    n1 = 2.0 * mu_x * mu_y + SSIM_C1
+                    n2 = 2.0 * s_xy + SSIM_C2
+                    d1 = mu_x * mu_x + mu_y * mu_y + SSIM_C1
+                    d2 = s_xx + s_yy + SSIM_C2
+                    den = d1 * d2
+                    S = n1 * n2 / den
+                    e_ssim += m * (1.0 - S) * 0.5
+                    if keep:
+                        dS_dmux = (2.0 * mu_y * n2 - S * 2.0 * mu_x * d2) / den
+                        dS_dsvar = -S * d1 / den
+                        dS_dsxy = 2.0 * n1 / den
+                        coef[0, n, c, i, j] = dS_dmux - 2.0 * mu_x * dS_dsvar - mu_y * dS_dsxy
+                        coef[1, n, c, i, j] = dS_dsvar
+                        coef[2, n, c, i, j] = dS_dsxy
+        l1[plane] = e_l1
+        dssim[plane] = e_ssim
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _backward_kernel(x, y, mask, has_mask, alpha, coef, k, grad):
+    """grad = k * d(sum_p m_p e_p)/dx, e_p as in the module docstring summed over channels (k = top diff /
+    (sum m * C)). The SSIM part applies box3's adjoint (separable: columns, then rows) to the products of
+    dL/dSSIM with coef, as ssim_backward does with full arrays."""
+    N, C, H, W = x.shape
+    k_l1 = k * (1.0 - alpha)
+    k_ssim = -0.5 * alpha * k / 9.0  # dL/dSSIM per unit mask, with box3's 1/9
+    with_ssim = alpha > 0
+    for plane in numba.prange(N * C):
+        n, c = plane // C, plane % C
+        prod = np.empty((3, H, W))
+        vert = np.empty((3, H, W))
+        if with_ssim:
+            for i in range(H):
+                for j in range(W):
+                    g = k_ssim * (np.float64(mask[n, 0, i, j]) if has_mask else 1.0)
+                    for q in range(3):
+                        prod[q, i, j] = g * coef[q, n, c, i, j]
+            # Adjoint along columns: row i gathers rows i - 1, i, i + 1, plus row 0 again when i == 1 (row 0's
+            # window reads row 1 twice) and row H - 1 again when i == H - 2.
+            for i in range(H):
+                for q in range(3):
+                    for j in range(W):
+                        v = prod[q, i, j]
+                        if i > 0:
+                            v += prod[q, i - 1, j]
+                        if i < H - 1:
+                            v += prod[q, i + 1, j]
+                        if i == 1:
+                            v += prod[q, 0, j]
+                        if i == H - 2:
+                            v += prod[q, H - 1, j]
+                        vert[q, i, j] = v
+        for i in range(H):
+            for j in range(W):
+                a = np.float64(x[n, c, i, j])
+                b = np.float64(y[n, c, i, j])
+                d = a - b
+                m = np.float64(mask[n, 0, i, j]) if has_mask else 1.0
+                g = k_l1 * m * ((d > 0) - (d < 0))
+                if with_ssim:
+                    # Adjoint along rows, as along columns above.
+                    for q in range(3):
+                        v = vert[q, i, j]
+                        if j > 0:
+                            v += vert[q, i, j - 1]
+                        if j < W - 1:
+                            v += vert[q, i, j + 1]
+                        if j == 1:
+                            v += vert[q, i, 0]
+                        if j == W - 2:
+                            v += vert[q, i, W - 1]
+                        g += v * (1.0 if q == 0 else (2.0 * a if q == 1 else b))
+                grad[n, c, i, j] = g
+
+
+def _kernel_mask(mask, warped):
+    if mask is None:
+        return np.ones((1, 1, 1, 1), warped.dtype), False
+    return np.ascontiguousarray(mask), True
+
+
+def photometric_forward_into(warped, target, mask=None, alpha=0.0, coef=None):
+    """The loss of :func:`photometric_forward`, fast, keeping what the backward needs.
+
+    Args:
+        warped, target: (N, C, H, W) float32 or float64, C-contiguous.
+        mask: optional (N, 1, H, W) non-negative weights.
+        alpha: SSIM weight in [0, 1].
+        coef: None, or (3, N, C, H, W) of warped's dtype, filled with the SSIM derivatives that
+            :func:`photometric_backward_into` takes (when alpha > 0).
+
+    Returns:
+        (loss, total): the loss (0.0 when the mask is all zero) and the mask's sum (N * H * W without one).
+    """
+    m, has_mask = _kernel_mask(mask, warped)
+    N, C, H, W = warped.shape
+    total = float(m.sum(dtype=np.float64)) if has_mask else float(N * H * W)
+    keep = coef is not None and alpha > 0
+    coef_arg = coef if keep else np.empty((3, 1, 1, 1, 1), warped.dtype)
+    l1, dssim = np.empty(N * C), np.empty(N * C)
+    _forward_kernel(warped, target, m, has_mask, float(alpha), coef_arg, keep, l1, dssim)
+    if total <= 0:
+        return 0.0, total
+    return float(((1 - alpha) * l1.sum() + alpha * dssim.sum()) / (total * C)), total
+
+
+def photometric_backward_into(warped, target, mask, alpha, coef, total, scale, grad_warped):
+    """grad_warped = scale * dL/dwarped for the loss of the last :func:`photometric_forward_into` on the same
+    arrays (coef and total are what it filled and returned; coef may be None when alpha == 0)."""
+    C = warped.shape[1]
+    if total <= 0:
+        grad_warped[...] = 0
+        return
+    m, has_mask = _kernel_mask(mask, warped)
+    coef_arg = coef if alpha > 0 else np.empty((3, 1, 1, 1, 1), warped.dtype)
+    _backward_kernel(warped, target, m, has_mask, float(alpha), coef_arg, float(scale) / (total * C), grad_warped)
