@@ -70,6 +70,28 @@ def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_
     return n.xi
 
 
+def block_average_pyramid(n, top, name, factors, comments=None):
+    """s x s block averages of `top` for every factor s in `factors`, as tops named f"{name}_s{s}".
+
+    Each level averages the finest level below it whose factor divides s (2 x 2 blocks of the s2 level for s4,
+    ...), else `top` itself: the same mean as one s x s pooling of `top` (up to float rounding) at a fraction of
+    the cost, since the largest level is read once. Returns {s: top}. Sizes must be multiples of every factor
+    (check_image_size), so no level averages a partial block.
+    """
+    L, P = _layers()
+    levels = {}
+    for s in sorted(set(int(f) for f in factors if f > 1)):
+        base, base_factor = top, 1
+        for f in sorted(levels, reverse=True):
+            if s % f == 0:
+                base, base_factor = levels[f], f
+                break
+        k = s // base_factor
+        levels[s] = L.Pooling(base, pool=P.Pooling.AVE, kernel_size=k, stride=k)
+        setattr(n, f"{name}_s{s}", levels[s])
+    return levels
+
+
 def check_image_size(height: int, width: int, downsample: int = 1, scales=()) -> None:
     """Reject an image size that the net's block averages do not divide.
 
@@ -209,11 +231,12 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     else:  # train, val
         n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = L.HDF5Data(source=source, batch_size=batch_size,
                                                              shuffle=phase == "train", ntop=5)
-    src_in, tgt_in = n.src, n.tgt
-    if downsample > 1:
-        n.src_small = L.Pooling(n.src, pool=P.Pooling.AVE, kernel_size=downsample, stride=downsample)
-        n.tgt_small = L.Pooling(n.tgt, pool=P.Pooling.AVE, kernel_size=downsample, stride=downsample)
-        src_in, tgt_in = n.src_small, n.tgt_small
+    # The images' block averages: the trunk's input (downsample) and the coarse losses' images (scales) share
+    # one pyramid, src_s2, src_s4, ... (a level that is both is computed once).
+    pyramid_factors = {downsample} | (set(scales) if has_photometric_loss else set())
+    src_levels = block_average_pyramid(n, n.src, "src", pyramid_factors)
+    tgt_levels = block_average_pyramid(n, n.tgt, "tgt", pyramid_factors)
+    src_in, tgt_in = src_levels.get(downsample, n.src), tgt_levels.get(downsample, n.tgt)
     if backbone == "alexnet":
         src = preprocess(n, src_in, "src_pre")
         tgt = preprocess(n, tgt_in, "tgt_pre")
@@ -250,16 +273,15 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     # multi-scale losses of SfMLearner/Monodepth do. At scale s the source and target are s x s block averages
     # and the full-resolution coordinates are block-averaged too and mapped to the coarse pixel grid
     # (x_s = (x + 0.5) / s - 0.5), so the geometry (depth, K) is used once, at full resolution.
+    # A coarse pixel is valid when its whole block has a known depth (its average of depth_valid is 1).
+    coords_levels = block_average_pyramid(n, n.coords_src, "coords_avg", scales)
+    valid_levels = block_average_pyramid(n, n.depth_valid, "depth_fraction", scales)
     for s in scales:
-        src_s = L.Pooling(n.src, pool=P.Pooling.AVE, kernel_size=s, stride=s)
-        tgt_s = L.Pooling(n.tgt, pool=P.Pooling.AVE, kernel_size=s, stride=s)
-        coords_avg = L.Pooling(n.coords_src, pool=P.Pooling.AVE, kernel_size=s, stride=s)
-        coords_s = L.Power(coords_avg, scale=1.0 / s, shift=0.5 / s - 0.5)
-        valid_s = L.Threshold(L.Pooling(n.depth_valid, pool=P.Pooling.AVE, kernel_size=s, stride=s),
-                              threshold=0.999)
-        for key, top in (("src", src_s), ("tgt", tgt_s), ("coords_avg", coords_avg), ("coords", coords_s),
-                         ("depth_valid", valid_s)):
-            setattr(n, f"{key}_s{s}", top)
+        src_s, tgt_s = src_levels[s], tgt_levels[s]
+        coords_s = L.Power(coords_levels[s], scale=1.0 / s, shift=0.5 / s - 0.5)
+        valid_s = L.Threshold(valid_levels[s], threshold=0.999)
+        setattr(n, f"coords_s{s}", coords_s)
+        setattr(n, f"depth_valid_s{s}", valid_s)
         warped, valid = G.bilinear_warp(src_s, coords_s, padding="border", with_valid=True)
         setattr(n, f"warped_s{s}", warped)
         setattr(n, f"warp_valid_s{s}", valid)

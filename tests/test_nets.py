@@ -47,8 +47,10 @@ def test_networks_run_forward_and_backward(tmp_path, tiny_split, name):
     conv1 = "conv1" if name.startswith("early") else "src_conv1"
     assert net.params[conv1][0].data.shape[1] == (6 if name.startswith("early") else 3)
     assert np.abs(net.params[conv1][0].diff).sum() > 0, "the loss reaches the trunk"
-    # 48 x 80 divides through downsample 2 and every loss scale: each coarse grid is exactly H / s x W / s
-    assert net.blobs["src_small"].data.shape == (4, 3, 24, 40)
+    # 48 x 80 divides through downsample 2 and every loss scale: each coarse grid is exactly H / s x W / s; the
+    # trunk's 2 x 2 block averages are the s2 level of the losses' pyramid
+    assert net.blobs["src_s2"].data.shape == (4, 3, 24, 40)
+    assert net.bottom_names["src_pre_r"][0].split("_split")[0].startswith("src_s2") and "src_small" not in net.blobs
     for s in ((2, 4, 8) if name != "supervised_pose" else ()):
         assert net.blobs[f"src_s{s}"].data.shape == (4, 3, 48 // s, 80 // s)
         assert net.blobs[f"coords_s{s}"].data.shape == (4, 2, 48 // s, 80 // s)
