@@ -31,6 +31,12 @@ define void @flush_denormals() {{
   call void @llvm.x86.sse.ldmxcsr(ptr %p)
   ret void
 }}
+define i32 @mxcsr() {{
+  %p = alloca i32, align 4
+  call void @llvm.x86.sse.stmxcsr(ptr %p)
+  %v = load i32, ptr %p, align 4
+  ret i32 %v
+}}
 """
 
 
@@ -46,7 +52,8 @@ def _compiled():
     engine = llvm.create_mcjit_compiler(module, machine)
     engine.finalize_object()
     function = ctypes.CFUNCTYPE(None)(engine.get_function_address("flush_denormals"))
-    return engine, function  # keep the engine alive as long as the function
+    read = ctypes.CFUNCTYPE(ctypes.c_uint32)(engine.get_function_address("mxcsr"))
+    return engine, function, read  # keep the engine alive as long as the functions
 
 
 def flush_denormals() -> bool:
@@ -55,3 +62,11 @@ def flush_denormals() -> bool:
         return False
     _compiled()[1]()
     return True
+
+
+def denormals_flushed() -> bool:
+    """Whether FTZ and DAZ are both set in the calling thread (False on a CPU that is not x86-64). The caffe
+    command-line tool built by scripts/install/setup.sh sets them at start (its patch), like flush_denormals."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return (_compiled()[2]() & _MXCSR_FTZ_DAZ) == _MXCSR_FTZ_DAZ

@@ -7,10 +7,12 @@ import textwrap
 def test_flush_denormals_makes_denormal_results_zero():
     code = textwrap.dedent("""
         import numpy as np
-        from pygeometry.denormals import flush_denormals
+        from pygeometry.denormals import denormals_flushed, flush_denormals
         x = np.full(1000, 1e-39, np.float32)          # a float32 denormal
         before = float((x * np.float32(1.5))[0])
+        assert not denormals_flushed()
         assert flush_denormals() is True
+        assert denormals_flushed()
         after = float((x * np.float32(1.5))[0])
         tiny = np.float32(1e-30) * np.float32(1e-10)   # a result in the denormal range
         print(before, after, float(tiny))
