@@ -6,7 +6,7 @@ Use in a prototxt (or with pygeometry.netspec, which writes this for you):
             python_param { module: "pygeometry.layers" layer: "BilinearWarp"
                            param_str: '{"padding": "zeros"}' } }
 
-Blob contract (DESIGN.md):
+Blob contract (docs/conventions.md):
     SE3Generator       xi (N,6)                                 -> T (N,4,4)
     Transform3DGrid    depth (N,1,H,W), T (N,4,4) [, K (N,4)]   -> points (N,3,H,W)
     PinholeProjection  points (N,3,H,W) [, K (N,4)]             -> coords|flow (N,2,H,W) [, valid (N,1,H,W)]

@@ -44,13 +44,13 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pygeometry import evaluation as ev  # noqa: E402
 from pygeometry.data.hdf5 import validate_split  # noqa: E402
+from pygeometry.progress import progress_bar  # noqa: E402
 
 PHOTOMETRIC = "photometric_l1"
 COLUMNS = ev.METRICS + (PHOTOMETRIC,)
@@ -144,7 +144,7 @@ def predict(net, src, tgt, batch: int, progress=True) -> np.ndarray:
     """xi (N, 6) for every pair; the last batch is padded with zeros and the padding dropped."""
     n = len(src)
     xi = np.zeros((n, 6))
-    for start in tqdm(range(0, n, batch), desc="network", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(range(0, n, batch), enabled=progress, desc="network", unit="batch", leave=False):
         stop = min(n, start + batch)
         net.blobs["src"].data[...] = 0
         net.blobs["tgt"].data[...] = 0
@@ -204,7 +204,7 @@ def evaluate(args) -> dict:
     n = len(data["src"])
     H, W = data["src"].shape[2:]
     progress = not args.no_progress
-    bar = (lambda it, desc: tqdm(it, desc=desc, unit="pair", leave=False)) if progress else (lambda it, desc: it)
+    bar = lambda it, desc: progress_bar(it, enabled=progress, desc=desc, unit="pair", leave=False)  # noqa: E731
     summary = {"command": " ".join([sys.executable, str(Path(__file__))] + list(args.argv)), "split": str(split), "pairs": n,
                "pairs_in_split": n_all, "image_size_hw": [int(H), int(W)],
                "definitions": {
@@ -260,7 +260,7 @@ def evaluate(args) -> dict:
                                  "kept_start_pairs": int(sum(np.array_equal(r.xi, r.xi_start) for r in res))}
 
     errors = {}
-    for name, T in tqdm(poses.items(), desc="metrics", leave=False, disable=not progress):
+    for name, T in progress_bar(poses.items(), enabled=progress, desc="metrics", leave=False):
         e = ev.transform_errors(T, gt)
         e[PHOTOMETRIC] = ev.photometric_errors(data["src"], data["tgt"], data["tgt_depth"], data["K"], T)
         errors[name] = e

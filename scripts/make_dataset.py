@@ -32,12 +32,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pygeometry.data.hdf5 import KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
+from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.render import MOTIONS, pose_vector_from_matrix, render_pair, render_sequence  # noqa: E402
 
 SPLITS = ("train", "val", "test")
@@ -60,6 +60,7 @@ def parse_args(argv=None):
     p.add_argument("--pairs-per-file", type=int, default=250, help="pairs per HDF5 file (default 250)")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (a bar shows only on a terminal)")
     p.add_argument("--sequence", type=int, default=0, metavar="N",
                    help="render one N-frame camera path (a trajectory) instead of the train/val/test splits")
     return p.parse_args(argv)
@@ -97,7 +98,7 @@ def write_sequence(args, out: Path):
     T = seq["world_T_cam"]
     path = out / "sequence_000.h5"
     with DatasetWriter(path, args.height, args.width, sequence=True) as writer:
-        for k in tqdm(range(args.sequence - 1), desc="sequence", unit="pair"):
+        for k in progress_bar(range(args.sequence - 1), enabled=not args.no_progress, desc="sequence", unit="pair"):
             src_T_tgt = np.linalg.inv(T[k + 1]) @ T[k]
             writer.append(src=seq["images"][k + 1], tgt=seq["images"][k], tgt_depth=seq["depths"][k], K=seq["K"],
                           src_T_tgt=src_T_tgt, xi_gt=pose_vector_from_matrix(src_T_tgt), sequence=0, tgt_frame=k,
@@ -127,7 +128,7 @@ def main(argv=None):
         for split_index, split in enumerate(SPLITS):
             n = counts[split]
             files = []
-            bar = tqdm(total=n, desc=f"{split:5s}", unit="pair")
+            bar = progress_bar(total=n, enabled=not args.no_progress, desc=f"{split:5s}", unit="pair")
             for start in range(0, n, args.pairs_per_file):
                 count = min(args.pairs_per_file, n - start)
                 path = out / f"{split}_{start // args.pairs_per_file:03d}.h5"

@@ -44,11 +44,12 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from tqdm import tqdm  # noqa: E402  (tqdm.write: log lines that keep a bar intact)
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.stats import (best_baseline_means, compare, conclusions, seed_stats,  # noqa: E402
                               seeds_better)
 
@@ -185,7 +186,7 @@ def train_all(args, experiments, seeds) -> dict:
           f"{len(jobs) - len(todo)} reused, {len(todo)} to train with {args.jobs} at once")
     times = {}
     with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool, \
-            tqdm(total=len(todo), desc="training runs", unit="run", disable=args.no_progress) as bar:
+            progress_bar(total=len(todo), enabled=not args.no_progress, desc="training runs", unit="run") as bar:
         futures = {pool.submit(train_one, args, e, s): (e, s) for e, s in todo}
         for fut in cf.as_completed(futures):
             e, s = futures[fut]
@@ -215,7 +216,7 @@ def evaluate_runs(args, experiments, seeds, test) -> dict:
     H, W = test["src"].shape[2:]
     out = {}
     jobs = [(e, s) for e in experiments for s in seeds]
-    for e, s in tqdm(jobs, desc="evaluating runs", unit="run", disable=args.no_progress):
+    for e, s in progress_bar(jobs, enabled=not args.no_progress, desc="evaluating runs", unit="run"):
         folder = run_dir(args, e, s)
         net = E.load_net(folder / "deploy.prototxt", folder / "final.caffemodel", H, W, args.data / "test.txt", 8)
         xi = E.predict(net, test["src"], test["tgt"], 8, progress=False)

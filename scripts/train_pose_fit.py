@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The smallest real job of pygeometry, run by `make train` until the pose networks land: recover the camera
+"""The smallest real job of pygeometry (`make pose-fit`): recover the camera
 motion between two rendered views by training a 6-DoF pose with `caffe train`, using only the photometric
 loss of the layer chain SE3Generator -> Transform3DGrid -> PinholeProjection -> BilinearWarp -> PhotometricLoss.
 As in the pose networks, the loss is averaged over the pixels with target depth > 0 (a property of the data,

@@ -1,6 +1,6 @@
 """Helpers shared by the dataset converters (:mod:`pygeometry.data.kitti`, :mod:`pygeometry.data.tum`).
 
-Conventions (DESIGN.md):
+Conventions (docs/conventions.md):
     * Camera frame: OpenCV (x right, y down, z forward). Depth is z in metres, 0 = unknown (invalid).
     * Intrinsics ``K = [fx, fy, cx, cy]`` in pixels; pixel centres sit at integers ((0, 0) is the centre of the
       top-left pixel), so pixel ``x`` covers the continuous interval ``[x - 0.5, x + 0.5]``.
@@ -27,14 +27,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
 
-from .hdf5 import KEYS, SEQUENCE_KEYS, DatasetWriter, write_list_file
+from .hdf5 import SEQUENCE_KEYS, DatasetWriter, write_list_file
 
 ROTATION_TOLERANCE = 1e-3
 
@@ -308,7 +307,7 @@ def write_split(samples: Iterable[dict], out_dir, split: str, height: int, width
     written, last. On any error (or Ctrl-C) the staging folder is deleted and the exception propagates: no list
     file and no completed-looking file of the failed run remain, and an older split is left as it was.
     """
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     check_split_name(split)
     if int(pairs_per_file) < 1:
@@ -322,7 +321,7 @@ def write_split(samples: Iterable[dict], out_dir, split: str, height: int, width
     staged: list[Path] = []
     writer = None
     sequence = None  # decided by the first sample: it carries all SEQUENCE_KEYS or not
-    bar = tqdm(total=total, desc=desc, unit="pair", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar(total=total, enabled=progress, desc=desc, unit="pair")
     try:
         for sample in samples:
             if writer is None:

@@ -1,6 +1,6 @@
 """The project's dataset format: HDF5 files readable by Caffe's HDF5Data layer, plus a list file per split.
 
-Format (one HDF5 file holds a whole number of pairs; all float32, NCHW):
+Format (one HDF5 file holds a whole number of pairs; the training keys are float32, NCHW):
     src        (N, 3, H, W)  source image, RGB, values in [0, 1]
     tgt        (N, 3, H, W)  target image, RGB, values in [0, 1]
     tgt_depth  (N, 1, H, W)  target depth (z, metres); 0 where unknown (invalid)

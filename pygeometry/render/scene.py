@@ -1,6 +1,6 @@
 """Ray casting of scenes made of textured rectangles: exact per-pixel depth, independent of the warping layers.
 
-Conventions (DESIGN.md): camera frame x right, y down, z forward (OpenCV); K = [fx, fy, cx, cy] with pixel
+Conventions (docs/conventions.md): camera frame x right, y down, z forward (OpenCV); K = [fx, fy, cx, cy] with pixel
 centres at integers ((0, 0) is the centre of the top-left pixel, coordinates are (x, y) = (column, row));
 `world_T_cam` (4, 4) maps camera points to the world. The ray of pixel (x, y) in the camera frame is
 r = [(x - cx)/fx, (y - cy)/fy, 1], so the ray parameter of a hit IS its depth z (not the ray length).

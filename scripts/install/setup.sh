@@ -17,6 +17,11 @@
 #                      CAFFE_CMAKE_EXTRA="-DCPU_ONLY=OFF -DUSE_CUDNN=ON -DCUDA_ARCH_NAME=Auto"
 #                      (needs nvidia-cuda-toolkit + cuDNN; untested here: these machines have no GPU)
 set -euo pipefail
+case "${1:-}" in
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+  "") ;;
+  *) echo "setup.sh takes no arguments (see --help)" >&2; exit 2 ;;
+esac
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
