@@ -24,7 +24,7 @@ import tempfile
 import time
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as scripts/train.py: OpenBLAS's pool fights numba's
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(os.sched_getaffinity(0))))  # as scripts/train.py
 
 import numpy as np  # noqa: E402
 
@@ -165,56 +165,20 @@ def caffe_cases(inp):
 # ------------------------------------------------------------------------------------------------ torch side
 def torch_cases(inp):
     import torch
-    import torch.nn.functional as F
+
+    from pygeometry.torch_reference import T_from, grid, pixel_rays, project, se3, ssim_l1, warp
 
     N, _, H, W = inp["src"].shape
-    fx, fy, cx, cy = inp["K"]
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32),
-                            indexing="ij")
-    rays = torch.stack([(xs - cx) / fx, (ys - cy) / fy, torch.ones_like(xs)]).reshape(3, -1)  # cached grid
-
-    def se3(xi):
-        t, w = xi[:, :3], xi[:, 3:]
-        theta2 = (w * w).sum(1, keepdim=True)
-        theta = torch.sqrt(theta2 + 1e-12)
-        A = (torch.sin(theta) / theta)[:, :, None]
-        B = ((1 - torch.cos(theta)) / (theta2 + 1e-12))[:, :, None]
-        zero = torch.zeros_like(w[:, 0])
-        Wm = torch.stack([zero, -w[:, 2], w[:, 1], w[:, 2], zero, -w[:, 0], -w[:, 1], w[:, 0], zero], 1).view(-1, 3, 3)
-        R = torch.eye(3)[None] + A * Wm + B * (Wm @ Wm)
-        return R, t
-
-    def grid(depth, R, t):
-        P = depth.reshape(N, 1, -1) * rays[None]
-        return (R @ P + t[:, :, None]).reshape(N, 3, H, W)
-
-    def project(points):
-        z = points[:, 2:3].clamp(min=1e-3)
-        return torch.cat([fx * points[:, 0:1] / z + cx, fy * points[:, 1:2] / z + cy], 1)
-
-    def warp(img, coords):
-        gx = coords[:, 0] / (img.shape[3] - 1) * 2 - 1
-        gy = coords[:, 1] / (img.shape[2] - 1) * 2 - 1
-        return F.grid_sample(img, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="zeros",
-                             align_corners=True)
-
-    def ssim_l1(x, y, alpha=0.85):
-        pad = lambda a: F.pad(a, (1, 1, 1, 1), mode="reflect")  # noqa: E731
-        mx, my = F.avg_pool2d(pad(x), 3, 1), F.avg_pool2d(pad(y), 3, 1)
-        sxx = F.avg_pool2d(pad(x * x), 3, 1) - mx ** 2
-        syy = F.avg_pool2d(pad(y * y), 3, 1) - my ** 2
-        sxy = F.avg_pool2d(pad(x * y), 3, 1) - mx * my
-        c1, c2 = 0.01 ** 2, 0.03 ** 2
-        s = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx ** 2 + my ** 2 + c1) * (sxx + syy + c2))
-        return (alpha * (1 - s) / 2 + (1 - alpha) * (x - y).abs()).mean()
+    K = inp["K"]
+    rays = pixel_rays(K, H, W)  # cached grid
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True)  # noqa: E731
     xi, depth, src, tgt = t(inp["xi"]), t(inp["depth"]), t(inp["src"]), t(inp["tgt"])
     src_data = torch.from_numpy(np.ascontiguousarray(inp["src"]))  # no gradient: the image is data
     with torch.no_grad():
         R0, t0 = se3(xi)
-        points0 = grid(depth, R0, t0)
-        coords0 = project(points0)
+        points0 = grid(depth, R0, t0, rays)
+        coords0 = project(points0, K)
     T0 = t(np.zeros((N, 4, 4), np.float32))
     points0, coords0 = t(points0.numpy()), t(coords0.numpy())
 
@@ -233,17 +197,13 @@ def torch_cases(inp):
                 out.backward(given["g"])
         return run
 
-    def T_from(xi):
-        R, tt = se3(xi)
-        return torch.cat([R, tt[:, :, None]], 2)
-
     return {
         "SE3Generator": with_grad(lambda: T_from(xi), [xi]),
-        "Transform3DGrid": with_grad(lambda: grid(depth, T0[:, :3, :3], T0[:, :3, 3]), [depth, T0]),
-        "PinholeProjection": with_grad(lambda: project(points0), [points0]),
+        "Transform3DGrid": with_grad(lambda: grid(depth, T0[:, :3, :3], T0[:, :3, 3], rays), [depth, T0]),
+        "PinholeProjection": with_grad(lambda: project(points0, K), [points0]),
         "BilinearWarp": with_grad(lambda: warp(src, coords0), [src, coords0]),
-        "chain": with_grad(lambda: warp(src_data, project(grid(depth, *se3(xi)))), [xi, depth]),
-        "chain + image grad": with_grad(lambda: warp(src, project(grid(depth, *se3(xi)))), [xi, depth, src]),
+        "chain": with_grad(lambda: warp(src_data, project(grid(depth, *se3(xi), rays), K)), [xi, depth]),
+        "chain + image grad": with_grad(lambda: warp(src, project(grid(depth, *se3(xi), rays), K)), [xi, depth, src]),
         "PhotometricLoss (alpha 0.85)": with_grad(lambda: ssim_l1(src, tgt), [src, tgt]),
     }
 
