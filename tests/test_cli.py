@@ -139,8 +139,8 @@ class Probe(caffe.Layer):
 
 
 def test_the_caffe_tool_runs_like_train_py(tmp_path):
-    """One OpenBLAS thread and denormals flushed to zero, as scripts/train.py sets for pycaffe (the wrapper sets
-    OPENBLAS_NUM_THREADS unless the user did; the patched tool sets FTZ/DAZ)."""
+    """One OpenBLAS thread per core and denormals flushed to zero, as scripts/train.py sets for pycaffe (the
+    wrapper sets OPENBLAS_NUM_THREADS unless the user did; the patched tool sets FTZ/DAZ)."""
     (tmp_path / "probe_layer.py").write_text(PROBE)
     n = caffe.NetSpec()
     n.x = L.Input(shape=dict(dim=[1, 2]))
@@ -150,7 +150,7 @@ def test_the_caffe_tool_runs_like_train_py(tmp_path):
     proc = subprocess.run([str(CAFFE), "time", "-model", "probe.prototxt", "-iterations", "1"], cwd=tmp_path,
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "probe.json").read_text()) == {"OPENBLAS_NUM_THREADS": "1",
+    assert json.loads((tmp_path / "probe.json").read_text()) == {"OPENBLAS_NUM_THREADS": str(len(os.sched_getaffinity(0))),
                                                                  "denormals_flushed": True}
 
 

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from pygeometry.data.convert_common import (DatasetFormatError, pose_vector, relative_pose, resize_depth_nearest,
+from pygeometry.data.convert_common import (DatasetFormatError, relative_pose, resize_depth_nearest,
                                             scale_intrinsics)
 from pygeometry.data.hdf5 import KEYS, SEQUENCE_KEYS, read_list_file
+from pygeometry.poses import pose_vector_from_matrix
 from pygeometry.data.kitti import convert_kitti, read_calib, read_poses
 from pygeometry.data.tum import associate, convert_tum, parse_intrinsics
 from pygeometry.kernels.se3 import se3_forward
@@ -568,6 +569,6 @@ def test_pose_vector_matches_se3_generator():
         T = np.eye(4)
         T[:3, :3] = Rotation.from_rotvec(w).as_matrix()
         T[:3, 3] = rng.normal(size=3)
-        xi = pose_vector(T)
+        xi = pose_vector_from_matrix(T)
         np.testing.assert_allclose(xi[3:], w, atol=1e-9)
         np.testing.assert_allclose(se3_forward(xi[None])[0], T, atol=1e-9)

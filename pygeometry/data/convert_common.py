@@ -33,6 +33,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from ..poses import inverse_rigid
 from .hdf5 import SEQUENCE_KEYS, DatasetWriter, write_list_file
 
 ROTATION_TOLERANCE = 1e-3
@@ -117,32 +118,9 @@ def rigid_from_rt(R, t, path, line: int | None = None) -> np.ndarray:
     return T
 
 
-def inverse_rigid(T: np.ndarray) -> np.ndarray:
-    """Inverse of rigid transforms: (..., 4, 4) -> (..., 4, 4), ``[[R^T, -R^T t], [0, 1]]``."""
-    T = np.asarray(T, dtype=np.float64)
-    R, t = T[..., :3, :3], T[..., :3, 3]
-    inv = np.zeros_like(T)
-    Rt = np.swapaxes(R, -1, -2)
-    inv[..., :3, :3] = Rt
-    inv[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, t)
-    inv[..., 3, 3] = 1.0
-    return inv
-
-
 def relative_pose(world_T_src: np.ndarray, world_T_tgt: np.ndarray) -> np.ndarray:
     """``src_T_tgt = inv(world_T_src) @ world_T_tgt`` (4, 4): maps target-camera points into the source camera."""
     return inverse_rigid(world_T_src) @ np.asarray(world_T_tgt, dtype=np.float64)
-
-
-def pose_vector(src_T_tgt: np.ndarray) -> np.ndarray:
-    """Pose vector (6,) ``[tx, ty, tz, wx, wy, wz]`` of a rigid transform (4, 4).
-
-    Convention: translation first (the ``t`` of ``[[R, t], [0, 1]]``, the "direct" translation of SE3Generator),
-    then the axis-angle vector ``w`` of ``R = exp(hat(w))`` from ``cv2.Rodrigues`` (|w| in [0, pi], radians).
-    """
-    T = np.asarray(src_T_tgt, dtype=np.float64)
-    w, _ = cv2.Rodrigues(np.ascontiguousarray(T[:3, :3]))
-    return np.concatenate([T[:3, 3], w.reshape(3)])
 
 
 def scale_intrinsics(K, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:

@@ -30,6 +30,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..files import partial_path, write_atomic
+
 KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt", "xi_gt")
 SEQUENCE_KEYS = ("sequence", "tgt_frame", "src_frame", "tgt_time", "src_time")
 SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8"}
@@ -52,7 +54,7 @@ class DatasetWriter:
         """sequence=True: every pair also carries SEQUENCE_KEYS (sequence id, frame numbers, timestamps)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self.tmp = partial_path(self.path)
         self.shapes = _shapes(height, width)
         self.file = h5py.File(self.tmp, "w")
         self.count = 0
@@ -114,10 +116,7 @@ class DatasetWriter:
 
 def write_list_file(path, h5_paths):
     """Write a split list (absolute paths, one per line) atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text("".join(f"{Path(p).resolve()}\n" for p in h5_paths))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(f"{Path(p).resolve()}\n" for p in h5_paths))
 
 
 def remove_stale_partials(folder) -> list[Path]:

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .convert_common import (DatasetFormatError, check_options, frame_pairs, inverse_rigid, load_rgb, parse_floats,
-                             pose_vector, relative_pose, require_file, resize_image, rigid_from_3x4,
+from ..poses import inverse_rigid, pose_vector_from_matrix
+from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose, require_file, resize_image, rigid_from_3x4,
                              scale_intrinsics, sequence_info, to_chw, write_split)
 
 IMAGE_DIR = "image_2"
@@ -281,7 +281,7 @@ def make_sample(seq: KittiSequence, tgt: int, src: int, height: int, width: int)
         depth = project_sparse_depth(pts, K, height, width)
     src_T_tgt = relative_pose(seq.world_T_cam2[src], seq.world_T_cam2[tgt])
     return {"src": to_chw(resize_image(src_img, height, width)), "tgt": to_chw(resize_image(tgt_img, height, width)),
-            "tgt_depth": depth[None], "K": K, "src_T_tgt": src_T_tgt, "xi_gt": pose_vector(src_T_tgt)}
+            "tgt_depth": depth[None], "K": K, "src_T_tgt": src_T_tgt, "xi_gt": pose_vector_from_matrix(src_T_tgt)}
 
 
 def frame_times(root, seq: KittiSequence) -> np.ndarray:

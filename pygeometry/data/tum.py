@@ -28,8 +28,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, pose_vector,
-                             relative_pose, require_file, resize_depth_nearest, resize_image, rigid_from_rt,
+from ..poses import pose_vector_from_matrix
+from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose, require_file, resize_depth_nearest, resize_image, rigid_from_rt,
                              scale_intrinsics, sequence_info, to_chw, where, write_split)
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 240, 320
@@ -267,7 +267,7 @@ def make_sample(seq: TumSequence, tgt: int, src: int, height: int, width: int,
     src_T_tgt = relative_pose(seq.world_T_cam[src], seq.world_T_cam[tgt])
     return {"src": to_chw(resize_image(src_img, height, width)), "tgt": to_chw(resize_image(tgt_img, height, width)),
             "tgt_depth": resize_depth_nearest(depth, height, width)[None], "K": K, "src_T_tgt": src_T_tgt,
-            "xi_gt": pose_vector(src_T_tgt)}
+            "xi_gt": pose_vector_from_matrix(src_T_tgt)}
 
 
 def convert_tum(sequence_dirs, out_dir, split: str = "train", gap: int = 1, height: int = DEFAULT_HEIGHT,

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .camera_motion import MOTIONS, matrix_from_pose_vector, pose_vector_from_matrix, sample_motion
+from ..poses import matrix_from_pose_vector, pose_vector_from_matrix
+from .camera_motion import MOTIONS, sample_motion
 from .scene import Rectangle, Scene, box, corridor_scene, render, room_scene
 from .textures import TEXTURE_NAMES, load_texture
 

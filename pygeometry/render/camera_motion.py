@@ -1,4 +1,4 @@
-"""Camera motion distributions and pose-vector conversions (cv2.Rodrigues, independent of pygeometry.kernels).
+"""Camera motion distributions (pose-vector conversions: pygeometry.poses, independent of pygeometry.kernels).
 
 Convention: src_T_tgt maps target-camera points into the source camera; xi = [tx, ty, tz, wx, wy, wz] with
 src_T_tgt = [[Rodrigues(w), t], [0, 0, 0, 1]]. The source frame is the LATER frame (as in the converters:
@@ -6,39 +6,11 @@ target frame i, source frame i + gap), so forward driving gives tz < 0 in src_T_
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from ..poses import matrix_from_pose_vector
+
 MOTIONS = ("driving", "handheld", "mixed")
-
-
-def matrix_from_pose_vector(xi) -> np.ndarray:
-    """Pose vector to transform.
-
-    Args:
-        xi: (6,) [tx, ty, tz, wx, wy, wz]: translation (m), then rotation as an axis-angle vector (rad).
-
-    Returns:
-        (4, 4) float64 [[R, t], [0, 0, 0, 1]] with R = Rodrigues(w) (cv2.Rodrigues) and t = xi[:3] directly.
-    """
-    xi = np.asarray(xi, np.float64).reshape(6)
-    T = np.eye(4)
-    T[:3, :3] = cv2.Rodrigues(xi[3:])[0]
-    T[:3, 3] = xi[:3]
-    return T
-
-
-def pose_vector_from_matrix(T) -> np.ndarray:
-    """Transform to pose vector, the inverse of matrix_from_pose_vector (rotation angle in [0, pi]).
-
-    Args:
-        T: (4, 4) rigid transform [[R, t], [0, 0, 0, 1]].
-
-    Returns:
-        xi (6,) float64 [tx, ty, tz, wx, wy, wz] with w = Rodrigues^-1(R) (cv2.Rodrigues).
-    """
-    T = np.asarray(T, np.float64)
-    return np.concatenate([T[:3, 3], cv2.Rodrigues(T[:3, :3])[0].ravel()])
 
 
 def sample_motion(rng, kind="handheld", scale=1.0) -> np.ndarray:

@@ -128,8 +128,8 @@ cat > "$VENV/bin/caffe.tmp" <<EOF
 # Caffe's command-line tool, wired to this venv's packages and the pygeometry repository (written by
 # scripts/install/setup.sh). Python layers in a prototxt import from: the current directory, the repo, the venv.
 export PYTHONPATH="\${PYTHONPATH:+\$PYTHONPATH:}\$PWD:$REPO:$SITE:$CAFFE_HOME/src/python"
-# One OpenBLAS thread, as scripts/train.py: its pool spins against numba's workers (measured 3x slower on 2 cores).
-export OPENBLAS_NUM_THREADS="\${OPENBLAS_NUM_THREADS:-1}"
+# One OpenBLAS thread per core available, as scripts/train.py sets (see the reason there).
+export OPENBLAS_NUM_THREADS="\${OPENBLAS_NUM_THREADS:-\$(nproc)}"
 export GLOG_minloglevel="\${GLOG_minloglevel:-0}"
 export GLOG_logtostderr="\${GLOG_logtostderr:-1}"  # log to the terminal, not to files in /tmp
 exec "$CAFFE_BIN" "\$@"

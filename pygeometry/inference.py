@@ -1,0 +1,67 @@
+"""Running a trained pose network: load a deploy net with its weights for a split's image size, and predict the
+pose of every pair in batches. Used by scripts/train.py (the test-split evaluation at the end of training),
+scripts/evaluate.py and scripts/report.py.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .progress import progress_bar
+
+
+class InferenceError(Exception):
+    """A deploy net, weights or split that do not fit together (the message says how)."""
+
+
+def load_net(deploy: Path, weights: Path, height: int, width: int, split, batch: int):
+    """The deploy net with weights, inputs src and tgt reshaped to (batch, 3, height, width); checks the blobs and
+    that the net was made for this image size (split names the data in the message)."""
+    import caffe
+
+    deploy, weights = Path(deploy), Path(weights)
+
+    if not deploy.is_file():
+        raise InferenceError(f"deploy prototxt {deploy} does not exist")
+    if not weights.is_file():
+        raise InferenceError(f"weights {weights} do not exist")
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), caffe.TEST)
+    for blob in ("src", "tgt"):
+        if blob not in net.inputs:
+            raise InferenceError(f"{deploy}: the net has no input blob '{blob}' (inputs: {list(net.inputs)})")
+    if "xi" not in net.blobs:
+        raise InferenceError(f"{deploy}: the net has no blob 'xi' (the pose output)")
+    shape = net.blobs["src"].data.shape
+    if shape[1] != 3 or tuple(shape[2:]) != (height, width):
+        raise InferenceError(
+            f"image size mismatch: the split {split} has {height}x{width} images (H x W) but the net {deploy} expects "
+            f"{shape[2]}x{shape[3]} (input 'src' {tuple(shape)}); make a deploy net for {height}x{width} "
+            f"(pygeometry.nets.pose_net(..., 'deploy', height={height}, width={width})) or convert the split")
+    net.copy_from(str(weights))
+    for blob in ("src", "tgt"):
+        net.blobs[blob].reshape(batch, 3, height, width)
+    net.reshape()
+    return net
+
+
+def predict(net, src, tgt, batch: int, progress=True) -> np.ndarray:
+    """Poses xi (N, 6) float64 of the pairs src, tgt (N, 3, H, W) through a net from load_net, `batch` at a time
+    (the last batch is padded with zeros and the padding dropped); InferenceError for NaN/inf predictions."""
+    n = len(src)
+    xi = np.zeros((n, 6))
+    for start in progress_bar(range(0, n, batch), enabled=progress, desc="network", unit="batch", leave=False):
+        stop = min(n, start + batch)
+        net.blobs["src"].data[...] = 0
+        net.blobs["tgt"].data[...] = 0
+        net.blobs["src"].data[:stop - start] = src[start:stop]
+        net.blobs["tgt"].data[:stop - start] = tgt[start:stop]
+        net.forward()
+        out = net.blobs["xi"].data
+        if out.shape[0] != batch or out.reshape(batch, -1).shape[1] != 6:
+            raise InferenceError(f"the net's 'xi' has shape {out.shape}, expected ({batch}, 6)")
+        xi[start:stop] = out.reshape(batch, 6)[:stop - start]
+    if not np.all(np.isfinite(xi)):
+        raise InferenceError(f"the network predicted NaN/inf poses for {int((~np.isfinite(xi)).any(1).sum())} pairs")
+    return xi
