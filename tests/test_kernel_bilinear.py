@@ -6,6 +6,7 @@ import pytest
 
 from conftest import numeric_grad
 from pygeometry.kernels import bilinear_backward, bilinear_forward
+from pygeometry.kernels.bilinear_reference import warp_backward, warp_forward
 from pygeometry.kernels.bilinear import (warp_backward_coords_from_jacobian, warp_backward_into,
                                          warp_forward_into)
 
@@ -95,26 +96,6 @@ def test_rejects_unknown_modes(rng):
         bilinear_forward(np.zeros((1, 1, 2, 2)), np.zeros((1, 2, 2, 2)), input_kind="pixels")
 
 
-def _reference_warp(image, coords, padding):
-    """Plain-numpy reference of the documented formula (loops; small inputs only)."""
-    n, c, hs, ws = image.shape
-    out = np.zeros((n, c) + coords.shape[2:])
-    for i in range(n):
-        for y in range(coords.shape[2]):
-            for x in range(coords.shape[3]):
-                u, v = coords[i, 0, y, x], coords[i, 1, y, x]
-                if padding == "border":
-                    u, v = min(max(u, 0), ws - 1), min(max(v, 0), hs - 1)
-                x0, y0 = int(np.floor(u)), int(np.floor(v))
-                a, b = u - x0, v - y0
-                for dy, wy in ((0, 1 - b), (1, b)):
-                    for dx, wx in ((0, 1 - a), (1, a)):
-                        yy, xx = y0 + dy, x0 + dx
-                        if 0 <= yy < hs and 0 <= xx < ws and wy * wx != 0:
-                            out[i, :, y, x] += wy * wx * image[i, :, yy, xx]
-    return out
-
-
 @pytest.mark.parametrize("padding", ["zeros", "border"])
 @pytest.mark.parametrize("hs,ws", [(1, 1), (1, 5), (4, 1), (2, 2), (3, 7)])
 def test_tiny_images_match_reference(rng, padding, hs, ws):
@@ -124,7 +105,7 @@ def test_tiny_images_match_reference(rng, padding, hs, ws):
     coords = np.stack([rng.uniform(-3, ws + 2, (2, 4, 5)), rng.uniform(-3, hs + 2, (2, 4, 5))], axis=1)
     coords[0, :, 0, :3] = [[0, ws - 1, ws - 0.5], [0, hs - 1, hs - 1]]  # corners and the last row/column exactly
     warped, valid = bilinear_forward(image, coords, padding)
-    np.testing.assert_allclose(warped, _reference_warp(image, coords, padding), atol=1e-12)
+    np.testing.assert_allclose(warped, warp_forward(image, coords, padding)[0], atol=1e-12)
     inside = (coords[:, 0] >= 0) & (coords[:, 0] <= ws - 1) & (coords[:, 1] >= 0) & (coords[:, 1] <= hs - 1)
     np.testing.assert_array_equal(valid[:, 0] > 0, inside)
     gi, gc = bilinear_backward(image, coords, rng.normal(size=warped.shape), padding)
@@ -227,3 +208,28 @@ def test_coordinate_gradient_from_the_jacobian_of_no_channels():
     gc = np.full((2, 2, 3, 4), np.nan, np.float32)
     assert warp_backward_coords_from_jacobian((empty, empty.copy()), empty.copy(), gc) == 0
     np.testing.assert_array_equal(gc, 0)
+
+
+# --------------------------------------------------------------------------- the fast kernels against the reference
+@pytest.mark.parametrize("padding", ["zeros", "border"])
+@pytest.mark.parametrize("input_kind", ["coords", "flow"])
+@pytest.mark.parametrize("hs,ws", [(2, 2), (5, 7), (6, 3)])
+def test_fast_kernels_equal_the_readable_reference(rng, padding, input_kind, hs, ws):
+    """bilinear.py's numba kernels and bilinear_reference.py's loops: values, valid mask and both gradients, on
+    samples inside, across the border and far outside, on integer positions and on the last row and column."""
+    image = rng.uniform(size=(2, 3, hs, ws))
+    coords = np.stack([rng.uniform(-2, ws + 1, (2, 6, 7)), rng.uniform(-2, hs + 1, (2, 6, 7))], axis=1)
+    coords[0, :, 0, :5] = [[0, ws - 1, ws - 1, 1, -0.5], [0, hs - 1, 0.5, 1, hs - 1]]  # corners, integers, edges
+    coords[1, :, 1, :] = np.round(coords[1, :, 1, :])  # a row of integer positions (kinks)
+    if input_kind == "flow":
+        grid = np.stack(np.meshgrid(np.arange(7.0), np.arange(6.0)))
+        coords = coords - grid[None]
+    g = rng.normal(size=(2, 3, 6, 7))
+    warped, valid = bilinear_forward(image, coords, padding, input_kind)
+    ref_warped, ref_valid = warp_forward(image, coords, padding, input_kind)
+    np.testing.assert_allclose(warped, ref_warped, atol=1e-12)
+    np.testing.assert_array_equal(valid, ref_valid)
+    gi, gc = bilinear_backward(image, coords, g, padding, input_kind)
+    ref_gi, ref_gc = warp_backward(image, coords, g, padding, input_kind)
+    np.testing.assert_allclose(gi, ref_gi, atol=1e-12)
+    np.testing.assert_allclose(gc, ref_gc, atol=1e-12)

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from ..poses import inverse_rigid, pose_vector_from_matrix
-from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose, require_file, resize_image, rigid_from_3x4,
-                             scale_intrinsics, sequence_info, to_chw, write_split)
+from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose,
+                             require_file, resize_image, rigid_from_3x4, scale_intrinsics, sequence_info, to_chw,
+                             write_split)
 
 IMAGE_DIR = "image_2"
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 128, 416

@@ -29,8 +29,9 @@ import cv2
 import numpy as np
 
 from ..poses import pose_vector_from_matrix
-from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose, require_file, resize_depth_nearest, resize_image, rigid_from_rt,
-                             scale_intrinsics, sequence_info, to_chw, where, write_split)
+from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose,
+                             require_file, resize_depth_nearest, resize_image, rigid_from_rt, scale_intrinsics,
+                             sequence_info, to_chw, where, write_split)
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 240, 320
 NATIVE_HW = (480, 640)
