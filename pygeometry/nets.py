@@ -302,6 +302,40 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     return n
 
 
+# Comments for the layers whose purpose a reader of the prototxt cannot guess (layer name pattern -> comment).
+LAYER_COMMENTS = (
+    (r"(src|tgt)_s(\d+)", lambda m: f"{m.group(2)} x {m.group(2)} block averages of the {m.group(1)} images (each "
+                                      "level from the one below): the trunk's input and the coarse losses' images"),
+    (r"(src|tgt)_pre", lambda m: "255 * BGR - 117: BVLC AlexNet's input range and channel order"),
+    (r"xi_([tw])_scaled", lambda m: f"pose head output scale: {POSE_SCALE_T} m" if m.group(1) == "t"
+     else f"pose head output scale: {POSE_SCALE_W} rad"),
+    (r"depth_valid", lambda m: "1 where the target depth is known: the loss averages over these pixels (a property "
+                               "of the data, never a mask that depends on the predicted pose)"),
+    (r"coords_avg_s(\d+)", lambda m: f"the full-resolution source coordinates averaged over {m.group(1)} x "
+                                      f"{m.group(1)} blocks"),
+    (r"coords_s(\d+)", lambda m: f"coords_avg_s{m.group(1)} in the {m.group(1)}x coarser pixel grid: x_s = (x + 0.5) "
+                                  f"/ {m.group(1)} - 0.5 (scale 1/{m.group(1)}, shift 0.5/{m.group(1)} - 0.5)"),
+    (r"depth_fraction_s(\d+)", lambda m: f"the fraction of each {m.group(1)} x {m.group(1)} block with known depth"),
+    (r"depth_valid_s(\d+)", lambda m: "a coarse pixel counts when its whole block has known depth"),
+    (r"silence", lambda m: "tops nobody reads (valid masks, ground truth): silenced, so that Caffe does not make "
+                           "them net outputs and log them"),
+)
+
+
+def annotate_prototxt(text: str) -> str:
+    """text (a NetSpec's to_proto()) with a comment line before each layer of LAYER_COMMENTS."""
+    import re
+
+    def comment(match):
+        name = match.group(2)
+        for pattern, say in LAYER_COMMENTS:
+            m = re.fullmatch(pattern, name)
+            if m:
+                return f"# {say(m)}\n{match.group(1)}"
+        return match.group(1)
+    return re.sub(r'(?m)^(layer \{\n  name: "([^"]+)")', comment, text)
+
+
 def solver_text(name, train_net, val_net, snapshot_prefix, max_iter=3000, base_lr=2e-4, test_interval=500,
                 test_iter=25, stepsize=None, clip_gradients=10.0):
     """A solver for pose_net: Adam, step schedule, snapshots, periodic tests on the val net."""

@@ -34,7 +34,7 @@ def generate(data="data/synthetic", height=64, width=208, batch_size=8, runs="ru
         ValueError: height or width is not a multiple of the nets' downsample factor or loss scales
             (pygeometry.nets.check_image_size).
     """
-    from pygeometry.nets import NETWORKS, pose_net, solver_text
+    from pygeometry.nets import NETWORKS, annotate_prototxt, pose_net, solver_text
 
     files = {}
     for name in NETWORKS:
@@ -42,9 +42,9 @@ def generate(data="data/synthetic", height=64, width=208, batch_size=8, runs="ru
         for phase in ("train", "val"):
             net = pose_net(name, phase, source=f"{data}/{phase}.txt", batch_size=batch_size, height=height,
                            width=width)
-            files[paths[phase]] = HEADER + f'name: "{name}"\n' + str(net.to_proto())
+            files[paths[phase]] = HEADER + f'name: "{name}"\n' + annotate_prototxt(str(net.to_proto()))
         deploy = pose_net(name, "deploy", batch_size=1, height=height, width=width)
-        files[paths["deploy"]] = HEADER + f'name: "{name}"\n' + str(deploy.to_proto())
+        files[paths["deploy"]] = HEADER + f'name: "{name}"\n' + annotate_prototxt(str(deploy.to_proto()))
         files[f"solvers/{name}.prototxt"] = HEADER + solver_text(
             name, paths["train"], paths["val"], f"{runs}/{name}_", max_iter=max_iter)
     return files

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 from pygeometry.data.hdf5 import SplitError, validate_split  # noqa: E402
 from pygeometry.denormals import flush_denormals  # noqa: E402
 from pygeometry.evaluation import baseline_predictions, load_split, pose_errors, summarize  # noqa: E402
-from pygeometry.nets import NETWORKS, pose_net, solver_text  # noqa: E402
+from pygeometry.nets import NETWORKS, annotate_prototxt, pose_net, solver_text  # noqa: E402
 from pygeometry.files import atomic_output, write_atomic  # noqa: E402
 from pygeometry.inference import load_net, predict  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
@@ -87,10 +87,10 @@ def write_nets(args, out: Path, height: int, width: int):
         net = pose_net(args.network, phase, source=str((args.data / f"{phase}.txt").resolve()),
                        batch_size=args.batch, height=height, width=width, **common)
         files[phase] = out / f"{phase}.prototxt"
-        write_atomic(files[phase], HEADER + str(net.to_proto()))
+        write_atomic(files[phase], HEADER + annotate_prototxt(str(net.to_proto())))
     files["deploy"] = out / "deploy.prototxt"
-    write_atomic(files["deploy"], HEADER + str(pose_net(args.network, "deploy", batch_size=args.batch,
-                                                        height=height, width=width, **common).to_proto()))
+    write_atomic(files["deploy"], HEADER + annotate_prototxt(str(pose_net(
+        args.network, "deploy", batch_size=args.batch, height=height, width=width, **common).to_proto())))
     files["solver"] = out / "solver.prototxt"
     # Validation is done here (validate()), so Caffe's own test runs only past max_iter (never).
     write_atomic(files["solver"], HEADER + solver_text(
