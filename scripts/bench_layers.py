@@ -3,7 +3,7 @@
 PyTorch on the CPU (autograd; grid_sample with align_corners=True for the warp), in the same process run, and
 against one AlexNet training iteration at the same size. Prints a table of medians and ratios.
 
-Targets (issue 3): chain SE3Generator -> Transform3DGrid -> PinholeProjection -> BilinearWarp at most 0.5x
+Targets: chain SE3Generator -> Transform3DGrid -> PinholeProjection -> BilinearWarp at most 0.5x
 PyTorch's time, and under 10% of an AlexNet (early fusion, 6 channels) forward+backward. "chain" is the
 training configuration (gradients to xi and depth; the source image is data, as in the pose networks, where
 Caffe does not ask for its gradient); "chain + image grad" also differentiates the source image.

@@ -122,12 +122,11 @@ def save_figure(path: Path, pair, before, after):
 
 
 def pose_errors(xi_est, src_T_tgt_gt):
-    from pygeometry.kernels import se3_forward
+    """(translation error m, rotation error deg) of one pose vector (6,) against a transform (4, 4)."""
+    from pygeometry.evaluation import pose_errors as errors
 
-    T = se3_forward(xi_est.reshape(1, 6).astype(np.float64))[0]
-    E = np.linalg.inv(src_T_tgt_gt) @ T
-    rot = np.degrees(np.arccos(np.clip((np.trace(E[:3, :3]) - 1) / 2, -1, 1)))
-    return float(np.linalg.norm(T[:3, 3] - src_T_tgt_gt[:3, 3])), float(rot)
+    e = errors(np.asarray(xi_est, np.float64).reshape(1, 6), np.asarray(src_T_tgt_gt, np.float64).reshape(1, 4, 4))
+    return float(e["translation_m"][0]), float(e["rotation_deg"][0])
 
 
 def main(argv=None):
