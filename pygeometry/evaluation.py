@@ -106,7 +106,6 @@ def pose_errors(xi_pred: np.ndarray, src_T_tgt_gt: np.ndarray, translation: str 
     return {"translation_m": e["translation_m"], "rotation_deg": e["rotation_deg"]}
 
 
-
 def summarize(errors: dict) -> dict:
     """Mean and median of each error array."""
     return {k: {"mean": float(np.mean(v)), "median": float(np.median(v))} for k, v in errors.items()}

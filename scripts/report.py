@@ -54,7 +54,6 @@ from pygeometry.report.runs import (WEIGHTS, Experiment, ReportError, baseline_e
 from pygeometry.stats import seed_stats  # noqa: E402
 
 
-
 EXPERIMENTS = (
     Experiment("supervised", "supervised_pose", True, label="supervised (late, ImageNet, fine-tuned)"),
     Experiment("late_imagenet", "late_fusion_photometric", True, label="late fusion, ImageNet, fine-tuned"),

@@ -13,7 +13,6 @@ METRIC_NAMES = {"translation_m": "translation error (m)", "rotation_deg": "rotat
                 "translation_dir_deg": "translation direction error (deg)", "photometric_l1": "photometric L1"}
 
 
-
 def _plt():
     import matplotlib
 

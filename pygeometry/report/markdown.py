@@ -11,10 +11,10 @@ from ..stats import best_baseline_means, compare, conclusions, seeds_better
 from .figures import METRIC_NAMES
 from .runs import REPO, run_dir
 
+
 def fmt_stats(v) -> str:
     _, mean, std = v
     return f"{mean:.3f} ± {std:.3f}"
-
 
 
 def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, eval_seq, best, figs, command,

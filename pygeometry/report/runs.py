@@ -41,7 +41,6 @@ class Experiment:
         return "early" if self.network.startswith("early") else "late"
 
 
-
 class ReportError(Exception):
     pass
 
