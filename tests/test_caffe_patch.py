@@ -30,6 +30,7 @@ def _conv_reference(x, w, b, stride, pad, group):
                     stride, pad, 1, group).numpy()
 
 
+@pytest.mark.blas
 @pytest.mark.parametrize("name", sorted(CONVS))
 def test_convolution_forward_and_gradients(name):
     shape, nout, k, s, pad, group = CONVS[name]
@@ -121,6 +122,7 @@ def _adam_reference(w, b, steps, lr, decay, clip, regularization, iter_size, bet
     return params
 
 
+@pytest.mark.blas  # the clipping norm is a BLAS dot product
 @pytest.mark.parametrize("regularization,iter_size", [("L2", 1), ("L1", 1), ("L2", 2)])
 def test_adam_update(tmp_path, regularization, iter_size):
     """L2 with iter_size 1 takes the patch's fused pass, L1 and iter_size 2 Caffe's passes: all equal Caffe's
