@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pygeometry.data.hdf5 import SplitError, read_list_file, validate_split, write_list_file
+from pygeometry.data.hdf5 import KEYS, DatasetWriter, SplitError, read_list_file, validate_split, write_list_file
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO / "scripts" / "train.py"
@@ -217,14 +217,34 @@ def _truncate(split: Path):
     return path
 
 
-def _corrupt_a_chunk(split: Path):
-    """0xFF bytes over the middle of the compressed chunk that holds pair 5's target depth (it no longer inflates)."""
-    path = read_list_file(split / "train.txt")[0]
+def _overwrite_chunk(path: Path, key: str, index: int):
+    """0xFF bytes over the middle of the chunk that holds pair `index` of `key`."""
     with h5py.File(path, "r") as f:
-        chunk = f["tgt_depth"].id.get_chunk_info_by_coord((5, 0, 0, 0))
+        chunk = f[key].id.get_chunk_info_by_coord((index, 0, 0, 0))
     with open(path, "r+b") as f:
         f.seek(chunk.byte_offset + chunk.size // 4)
         f.write(b"\xff" * (chunk.size // 2))
+
+
+def _corrupt_a_compressed_chunk(split: Path):
+    """The first file rewritten with gzip (the format allows it), then pair 5's target depth chunk no longer
+    inflates."""
+    path = read_list_file(split / "train.txt")[0]
+    with h5py.File(path, "r") as f:
+        data = {k: f[k][...] for k in KEYS}
+    n, _, height, width = data["src"].shape
+    path.unlink()
+    with DatasetWriter(path, height, width, compression="gzip") as w:
+        for i in range(n):
+            w.append(**{k: v[i] for k, v in data.items()})
+    _overwrite_chunk(path, "tgt_depth", 5)
+    return path
+
+
+def _corrupt_an_uncompressed_chunk(split: Path):
+    """Files are written uncompressed: the same damage reads as NaN (0xFFFFFFFF) in pair 5's target depth."""
+    path = read_list_file(split / "train.txt")[0]
+    _overwrite_chunk(path, "tgt_depth", 5)
     return path
 
 
@@ -247,8 +267,6 @@ def _nan_in(key, index):
 
 def _other_image_size(split: Path):
     """The val split becomes 56 x 80 images (the nets are generated for the train split's 48 x 80)."""
-    from pygeometry.data.hdf5 import DatasetWriter
-
     path = split / "val_000.h5"
     rng = np.random.default_rng(0)
     with DatasetWriter(path, 56, 80) as w:
@@ -261,7 +279,8 @@ def _other_image_size(split: Path):
 
 FAULTS = {
     "truncated": (_truncate, "cannot be read as HDF5"),
-    "corrupt": (_corrupt_a_chunk, "'tgt_depth' of pair 5 cannot be read"),
+    "corrupt-compressed": (_corrupt_a_compressed_chunk, "'tgt_depth' of pair 5 cannot be read"),
+    "corrupt-uncompressed": (_corrupt_an_uncompressed_chunk, "'tgt_depth' of pair 5 contains NaN or inf"),
     "missing-file": (_missing_file, "train.txt: listed file"),
     "nan-depth": (_nan_in("tgt_depth", 3), "'tgt_depth' of pair 3 contains NaN or inf"),
     "nan-image": (_nan_in("src", 6), "'src' of pair 6 contains NaN or inf"),
