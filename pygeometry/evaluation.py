@@ -11,6 +11,10 @@ Per-pair errors of a predicted transform [[R_p, t_p], [0, 1]] against the ground
                          The direction of a vector shorter than MIN_MOTION_M is undefined; then the error is
                          0 when both are shorter (no motion predicted for no motion), and 90 degrees when only
                          one is (the mean angle between a fixed and a random direction), never NaN.
+    translation_scaled_m |s t_p - t_g| with the best non-negative scale per pair, s = max(0, t_p . t_g) / |t_p|^2
+                         (s = 0 when |t_p| < MIN_MOTION_M): what the prediction gets wrong apart from the length
+                         of the motion, in metres (the direction's error weighted by the motion's length; a mean
+                         pose that knows the typical length but not the direction gains nothing from the scale).
     rotation_deg         geodesic angle of R_g^T R_p in degrees (in [0, 180]), atan2(sin, cos) form, accurate
                          at 0 and at 180 degrees.
 
@@ -42,7 +46,7 @@ from .kernels.transform_grid import transform_grid_forward
 
 MIN_MOTION_M = 1e-3
 REQUIRED_KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt")
-METRICS = ("translation_m", "translation_pct", "translation_dir_deg", "rotation_deg")
+METRICS = ("translation_m", "translation_pct", "translation_dir_deg", "translation_scaled_m", "rotation_deg")
 
 
 # ----------------------------------------------------------------------------------------------- pose metrics
@@ -76,8 +80,8 @@ def transform_errors(T_pred: np.ndarray, T_gt: np.ndarray) -> dict:
     """Per-pair errors of predicted transforms (N, 4, 4) against ground-truth transforms (N, 4, 4).
 
     Returns:
-        dict of float64 arrays (N,): translation_m, translation_pct, translation_dir_deg, rotation_deg (see the
-        module docstring for the definitions and the |t| ~ 0 conventions).
+        dict of float64 arrays (N,): translation_m, translation_pct, translation_dir_deg, translation_scaled_m,
+        rotation_deg (see the module docstring for the definitions and the |t| ~ 0 conventions).
     """
     P = np.asarray(T_pred, np.float64).reshape(-1, 4, 4)
     G = np.asarray(T_gt, np.float64).reshape(-1, 4, 4)
@@ -85,9 +89,13 @@ def transform_errors(T_pred: np.ndarray, T_gt: np.ndarray) -> dict:
         raise ValueError(f"{P.shape[0]} predicted poses but {G.shape[0]} ground-truth poses")
     t_p, t_g = P[:, :3, 3], G[:, :3, 3]
     err = np.linalg.norm(t_p - t_g, axis=1)
+    length_sq = np.sum(t_p * t_p, axis=1)
+    moving = length_sq >= MIN_MOTION_M ** 2
+    scale = np.where(moving, np.maximum(np.sum(t_p * t_g, axis=1), 0.0) / np.where(moving, length_sq, 1.0), 0.0)
     return {"translation_m": err,
             "translation_pct": 100.0 * err / np.maximum(np.linalg.norm(t_g, axis=1), MIN_MOTION_M),
             "translation_dir_deg": angle_between_deg(t_p, t_g),
+            "translation_scaled_m": np.linalg.norm(scale[:, None] * t_p - t_g, axis=1),
             "rotation_deg": rotation_angle_deg(np.swapaxes(G[:, :3, :3], 1, 2) @ P[:, :3, :3])}
 
 

@@ -58,7 +58,7 @@ from pygeometry.progress import progress_bar  # noqa: E402
 PHOTOMETRIC = "photometric_l1"
 COLUMNS = ev.METRICS + (PHOTOMETRIC,)
 SHORT = {"translation_m": "t (m)", "translation_pct": "t (%)", "translation_dir_deg": "t dir (deg)",
-         "rotation_deg": "rot (deg)", PHOTOMETRIC: "photo L1"}
+         "translation_scaled_m": "t scaled (m)", "rotation_deg": "rot (deg)", PHOTOMETRIC: "photo L1"}
 
 
 class EvaluationError(Exception):
@@ -122,7 +122,7 @@ def slug(name: str) -> str:
 
 
 def _fmt(x, metric):
-    return f"{x:.4f}" if metric in ("translation_m", PHOTOMETRIC) else f"{x:.2f}"
+    return f"{x:.4f}" if metric in ("translation_m", "translation_scaled_m", PHOTOMETRIC) else f"{x:.2f}"
 
 
 def format_table(methods: dict) -> str:
@@ -160,6 +160,8 @@ def evaluate(args) -> dict:
                    "translation_m": "|t_pred - t_gt| (m)",
                    "translation_pct": f"100 |t_pred - t_gt| / max(|t_gt|, {ev.MIN_MOTION_M} m)",
                    "translation_dir_deg": f"angle(t_pred, t_gt); 0 if both |t| < {ev.MIN_MOTION_M} m, 90 if one is",
+                   "translation_scaled_m": "|s t_pred - t_gt| with s = max(0, t_pred . t_gt) / |t_pred|^2 per pair "
+                                           f"(0 if |t_pred| < {ev.MIN_MOTION_M} m)",
                    "rotation_deg": "geodesic angle of R_gt^T R_pred",
                    PHOTOMETRIC: "mean |warp(src, pose) - tgt| over channels and pixels with depth > 0, border padding",
                    "pose": "src_T_tgt (maps target-camera points into the source camera)"}}

@@ -38,6 +38,9 @@ def test_pose_metrics_against_hand_computed_values():
     np.testing.assert_allclose(e["translation_pct"], [80, 200, 100 * np.sqrt(5), 50, 0, 0], atol=1e-9)
     # 0 and 180 degrees exactly; the zero-motion pairs are 0 (both |t| ~ 0).
     np.testing.assert_allclose(e["translation_dir_deg"], [np.degrees(np.arctan2(4, 3)), 180, 90, 0, 0, 0], atol=1e-9)
+    # best non-negative scale: 1 (error 4 left), 0 for the opposite and the orthogonal prediction (error |t_g|),
+    # 2 for the half-length prediction (error 0), and 0 for no predicted motion
+    np.testing.assert_allclose(e["translation_scaled_m"], [4, 1, 1, 0, 0, 0], atol=1e-12)
     np.testing.assert_allclose(e["rotation_deg"], [0, 0, 0, 90, 180, np.degrees(1e-6)], rtol=1e-9, atol=1e-12)
     # The existing 2-metric function is unchanged.
     xi = np.zeros((2, 6))
@@ -66,6 +69,7 @@ def test_translation_direction_and_relative_error_are_finite_for_tiny_motion():
     for v in e.values():
         assert np.all(np.isfinite(v))
     np.testing.assert_allclose(e["translation_dir_deg"], [0, 90, 0, 90])
+    np.testing.assert_allclose(e["translation_scaled_m"], [0, 0, 1e-5, 0.5], atol=1e-15)
     # relative error with the 1 mm floor: 0.1 m error on no motion is 10000 %, 2e-5 m on 1e-5 m is 2 %.
     np.testing.assert_allclose(e["translation_pct"], [0, 1e4, 2, 100])
 

@@ -10,7 +10,8 @@ from ..inference import load_net, predict
 from .runs import run_dir
 
 METRIC_NAMES = {"translation_m": "translation error (m)", "rotation_deg": "rotation error (deg)",
-                "translation_dir_deg": "translation direction error (deg)", "photometric_l1": "photometric L1"}
+                "translation_dir_deg": "translation direction error (deg)",
+                "translation_scaled_m": "scale-aligned translation error (m)", "photometric_l1": "photometric L1"}
 
 
 def _plt():
