@@ -311,7 +311,9 @@ class PhotometricLoss(_Layer):
         if not (propagate_down[0] or need_target):
             return
         scale = float(top[0].diff.flat[0])
-        warped, target, mask = bottom[0].data, bottom[1].data, self._mask(bottom)
+        warped, target = bottom[0].data, bottom[1].data
+        # The forward checked the mask; only a backward without a forward since the last reshape checks it here.
+        mask = self._mask(bottom) if self._total is None else (bottom[2].data if len(bottom) > 2 else None)
         if need_target:
             g_w, g_t = photometric.photometric_backward(warped, target, mask, self.config.alpha, need_target=True)
             if propagate_down[0]:

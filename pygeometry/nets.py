@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 
 from . import netspec as G
 from .models import alexnet_trunk
@@ -324,8 +325,6 @@ LAYER_COMMENTS = (
 
 def annotate_prototxt(text: str) -> str:
     """text (a NetSpec's to_proto()) with a comment line before each layer of LAYER_COMMENTS."""
-    import re
-
     def comment(match):
         name = match.group(2)
         for pattern, say in LAYER_COMMENTS:

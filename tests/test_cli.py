@@ -59,8 +59,8 @@ def test_caffe_train_learns_a_pose_from_photometric_loss(tmp_path):
 
 
 def test_scripts_have_help():
-    for script in ("train_pose_fit.py", "bench_layers.py", "make_dataset.py", "show_dataset.py", "convert_kitti.py",
-                   "convert_tum.py"):
+    for script in ("train_pose_fit.py", "bench_layers.py", "bench_train.py", "make_dataset.py", "show_dataset.py",
+                   "convert_kitti.py", "convert_tum.py"):
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
                               text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout, script
@@ -222,3 +222,18 @@ def test_pycaffe_errors_name_the_layer(tmp_path):
     with pytest.raises(ValueError, match=re.escape(message)) as info:
         net.forward()
     assert "in Caffe layer 'my_layer' (Python pygeometry.layers.Transform3DGrid), forward" in info.value.__notes__
+
+
+def test_readme_performance_block_is_written_by_bench_train():
+    """The README's performance figures sit between the markers scripts/bench_train.py --readme replaces (each
+    once), and the block names the command that measured it."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    readme = (REPO / "README.md").read_text()
+    assert readme.count(bench_train.README_BEGIN) == 1 and readme.count(bench_train.README_END) == 1
+    block = readme.split(bench_train.README_BEGIN)[1].split(bench_train.README_END)[0]
+    assert block.strip().startswith("Measured with `scripts/bench_train.py")
+    assert "| whole |" in block and "`caffe time`" in block
