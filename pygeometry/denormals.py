@@ -7,14 +7,21 @@ float32) after about 750 steps, and every operation on a denormal takes a slow m
 flush-to-zero (results that would be denormal become 0) and denormals-are-zero (denormal inputs read as 0), those
 values are exact zeros instead, which changes nothing that matters to training.
 
-The flags are per thread: call flush_denormals() in the thread that runs Caffe (the main thread in pycaffe;
-OpenBLAS with one thread computes in the calling thread). The function is compiled once with llvmlite (numba's
+The flags are per thread, and a new thread inherits them from the thread that creates it. Call flush_denormals() in
+the thread that runs Caffe (the main thread in pycaffe). OpenBLAS starts its worker threads when it is loaded
+(`import caffe`, `import numpy`), before anyone could set the flags, so flush_denormals() also shuts down the
+worker threads of every OpenBLAS loaded in the process (its exported blas_thread_shutdown_, what OpenBLAS itself
+does around fork()); OpenBLAS starts them again at the next threaded call, from this thread, with the flags.
+Without that, the workers computed their share of every GEMM on denormals: measured on an early-fusion net with
+batch normalisation, 145 ms per iteration after 2000 iterations with 2 OpenBLAS threads, 81 ms with the workers
+restarted. The function is compiled once with llvmlite (numba's
 own LLVM binding, so no new dependency), using LLVM's x86 intrinsics for stmxcsr/ldmxcsr.
 """
 from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import platform
 
 _MXCSR_FTZ_DAZ = (1 << 15) | (1 << 6)
@@ -56,11 +63,55 @@ def _compiled():
     return engine, function, read  # keep the engine alive as long as the functions
 
 
+def loaded_openblas() -> list:
+    """The OpenBLAS libraries loaded in this process (real paths; Caffe's, numpy's and scipy's own builds)."""
+    paths = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1] if line.count("/") else ""
+                if "openblas" in path.lower() and ".so" in path:
+                    paths.add(os.path.realpath(path))
+    except OSError:  # not Linux
+        return []
+    return sorted(paths)
+
+
+def restart_openblas_threads() -> int:
+    """Shut down the worker threads of every loaded OpenBLAS (blas_thread_shutdown_); each starts them again at its
+    next threaded call, from the calling thread, so they inherit its MXCSR flags. Returns how many libraries did."""
+    count = 0
+    for path in loaded_openblas():
+        try:
+            shutdown = getattr(ctypes.CDLL(path), "blas_thread_shutdown_")
+        except (OSError, AttributeError):
+            continue
+        shutdown.restype = ctypes.c_int
+        shutdown()
+        count += 1
+    return count
+
+
+def openblas_threads() -> int:
+    """The largest thread count of the loaded OpenBLAS libraries (openblas_get_num_threads; 0 if none is loaded)."""
+    counts = [0]
+    for path in loaded_openblas():
+        try:
+            get = getattr(ctypes.CDLL(path), "openblas_get_num_threads")
+        except (OSError, AttributeError):
+            continue
+        get.restype = ctypes.c_int
+        counts.append(get())
+    return max(counts)
+
+
 def flush_denormals() -> bool:
-    """Set FTZ and DAZ in the calling thread. Returns False (and does nothing) on a CPU that is not x86-64."""
+    """Set FTZ and DAZ in the calling thread, and restart OpenBLAS's worker threads so that they have them too
+    (restart_openblas_threads). Returns False (and does nothing) on a CPU that is not x86-64."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
     _compiled()[1]()
+    restart_openblas_threads()
     return True
 
 
