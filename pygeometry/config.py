@@ -52,6 +52,13 @@ class PhotometricLossConfig:
     CHECKS = {"alpha": (lambda v: 0 <= v <= 1, "a number in [0, 1]")}
 
 
+@dataclasses.dataclass(frozen=True)
+class RandomMirrorConfig:
+    probability: float = 0.5
+    seed: int = 0
+    CHECKS = {"probability": (lambda v: 0 <= v <= 1, "a number in [0, 1]"), "seed": (lambda v: v >= 0, "an integer >= 0")}
+
+
 def check_K(layer: str, K, where: str = "param_str key 'K'"):
     """Validate intrinsics [fx, fy, cx, cy]: 4 finite numbers, fx > 0 and fy > 0."""
     if not isinstance(K, (list, tuple)) or len(K) != 4 or not all(
@@ -86,6 +93,10 @@ def parse_param_str(layer: str, param_str: str, config_cls):
         elif key in choices:
             if value not in choices[key]:
                 raise ParamError(f"{layer}: param_str key {key!r} must be one of {list(choices[key])}, got {value!r}")
+            values[key] = value
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParamError(f"{layer}: param_str key {key!r} must be an integer, got {value!r}")
             values[key] = value
         elif isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

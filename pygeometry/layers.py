@@ -12,6 +12,7 @@ Blob contract (docs/conventions.md):
     PinholeProjection  points (N,3,H,W) [, K (N,4)]             -> coords|flow (N,2,H,W) [, valid (N,1,H,W)]
     BilinearWarp       image (N,C,Hs,Ws), coords|flow (N,2,H,W) -> warped (N,C,H,W) [, valid (N,1,H,W)]
     PhotometricLoss    warped (N,C,H,W), target (N,C,H,W) [, mask (N,1,H,W)] -> loss (scalar)
+    RandomMirror       images (N,C,H,W)..., K (N,4), xi (N,6)    -> the same, mirrored at random (augmentation)
 
 Every layer checks its bottom count and shapes at setup/reshape, and NaN/inf in its bottoms (and top diffs)
 at forward/backward, raising ParamError (a ValueError) that names the layer and the problem. Inputs that a
@@ -26,7 +27,7 @@ import numpy as np
 
 from . import config as cfg
 from .config import ParamError
-from .kernels import bilinear, photometric, projection, se3, transform_grid
+from .kernels import bilinear, mirror, photometric, projection, se3, transform_grid
 from .kernels.finite import count_nonfinite
 
 
@@ -325,3 +326,46 @@ class PhotometricLoss(_Layer):
                                                                   self._coefficients(warped))
         photometric.photometric_backward_into(warped, target, mask, self.config.alpha, self._coef, self._total,
                                               scale, bottom[0].diff)
+
+
+class RandomMirror(_Layer):
+    """Training augmentation: each pair mirrored left-right with probability p (pygeometry.kernels.mirror: images
+    and depth along W, cx -> W - 1 - cx, xi -> [-tx, ty, tz, wx, -wy, -wz]); an exact copy in the TEST phase.
+
+    Bottoms: one or more images (N, C, H, W) of one size (source, target, target depth), then K (N, 4) and xi (N, 6)
+    (the dataset's order); tops: the same blobs, in the same order. No gradient (it sits on a data layer).
+    param_str: {"probability": p in [0, 1] (default 0.5), "seed": integer >= 0 (default 0)}.
+    """
+
+    CONFIG = cfg.RandomMirrorConfig
+    BOTTOMS = (3, 16)
+    TOPS = (3, 16)
+
+    def check_setup(self, bottom, top):
+        if len(top) != len(bottom):
+            self.fail(f"needs as many tops as bottoms, got {len(bottom)} bottoms and {len(top)} tops")
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def reshape(self, bottom, top):
+        blobs = [bottom[i] for i in range(len(bottom))]  # pycaffe's blob vectors do not slice
+        n, _, height, width = blobs[0].data.shape if blobs[0].data.ndim == 4 else (0, 0, 0, 0)
+        if blobs[0].data.ndim != 4:
+            self.fail(f"bottom 'image 0' must be an image (N, C, H, W), got {tuple(blobs[0].data.shape)}")
+        for i, b in enumerate(blobs[:-2]):
+            self.expect_shape(f"image {i}", b.data.shape, (n, None, height, width))
+        self.expect_shape("K", blobs[-2].data.shape, (n, 4))
+        self.expect_shape("xi", blobs[-1].data.shape, (n, 6))
+        for i, b in enumerate(blobs):
+            top[i].reshape(*b.data.shape)
+
+    def forward(self, bottom, top):
+        blobs = [bottom[i] for i in range(len(bottom))]
+        n = blobs[0].data.shape[0]
+        flip = (self.rng.uniform(size=n) < self.config.probability) if self.phase == caffe.TRAIN \
+            else np.zeros(n, bool)
+        images, K, xi = mirror.mirror_pairs([b.data for b in blobs[:-2]], blobs[-2].data, blobs[-1].data, flip)
+        for i, a in enumerate(images + [K, xi]):
+            top[i].data[...] = a
+
+    def backward(self, top, propagate_down, bottom):
+        pass  # data: nothing to learn through

@@ -62,3 +62,11 @@ def photometric_loss(warped, target, mask=None, alpha=None, loss_weight=1.0, **k
     bottoms = [warped, target] + ([mask] if mask is not None else [])
     return _python_layer("PhotometricLoss", cfg.PhotometricLossConfig, bottoms, {"alpha": alpha},
                          loss_weight=loss_weight, **kwargs)
+
+
+def random_mirror(images, K, xi, probability=None, seed=None, **kwargs):
+    """images (N, C, H, W)... , K (N, 4), xi (N, 6) -> the same blobs, each pair mirrored left-right with the given
+    probability in the training phase (RandomMirror)."""
+    bottoms = list(images) + [K, xi]
+    return _python_layer("RandomMirror", cfg.RandomMirrorConfig, bottoms, {"probability": probability, "seed": seed},
+                         ntop=len(bottoms), **kwargs)
