@@ -12,8 +12,11 @@ def _he_std(fan_in, gain_input=1.0):
     return float((2.0 / fan_in) ** 0.5 / gain_input)
 
 
+NORMS = ("lrn", "batch")
+
+
 def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="he", in_channels=3,
-                  cut="pool5", conv_std=0.01, fc_std=0.005):
+                  cut="pool5", conv_std=0.01, fc_std=0.005, norm="lrn"):
     """Add BVLC AlexNet conv1..conv5 (+ fc6, fc7 when fc) on `data` to NetSpec `n`; returns the last top.
 
     Args:
@@ -31,6 +34,11 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
         in_channels: channels of `data` (3, or 6 for early fusion), for conv1's fan-in.
         cut: "pool5" (AlexNet's last pooling, the default) or "conv5" (before it: keeps the spatial layout of
             the features, 3 x 12 cells at 64 x 208 instead of 1 x 6); fc must be False with "conv5".
+        norm: "lrn" (BVLC AlexNet: LRN after conv1 and conv2) or "batch": batch normalisation after every
+            convolution, before its ReLU, and no LRN (layers <conv>_bn (BatchNorm: the batch's statistics in
+            training, the running averages in the TEST phase) and <conv>_scale (Scale with bias: the learned
+            per-channel gain and offset, started at 1 and 0)). The convolutions keep their BVLC names and biases,
+            so ImageNet weights still load by name. The siamese branches share the statistics and the gains.
     """
     from caffe import layers as L, params as P
 
@@ -43,6 +51,8 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
 
     if init not in ("he", "bvlc"):
         raise ValueError(f"init must be 'he' or 'bvlc', got {init!r}")
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
     def filler(name, fan_in=None):
         if init == "bvlc":
@@ -56,22 +66,35 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
                             param=param(name), weight_filler=filler(name, in_channels // group * ks * ks),
                             bias_filler=dict(type="constant", value=0))
         setattr(n, prefix + name, top)
+        if norm == "batch":
+            # The running statistics are not learned (lr_mult 0); named like the other parameters when shared.
+            stats = [dict(lr_mult=0, decay_mult=0, **({"name": f"{name}_bn_{i}"} if share else {}))
+                     for i in range(3)]
+            top = L.BatchNorm(top, param=stats, in_place=True)
+            setattr(n, prefix + name + "_bn", top)
+            gain = [dict(lr_mult=lr_mult, decay_mult=0, **({"name": f"{name}_scale_{k}"} if share else {}))
+                    for k in ("w", "b")]
+            top = L.Scale(top, bias_term=True, param=gain, in_place=True)
+            setattr(n, prefix + name + "_scale", top)
         relu = L.ReLU(top, in_place=True)
         setattr(n, prefix + "relu" + name[4:], relu)
         return relu
+
+    def lrn(x, name):
+        if norm != "lrn":
+            return x
+        x = L.LRN(x, local_size=5, alpha=1e-4, beta=0.75)
+        setattr(n, prefix + name, x)
+        return x
 
     def pool(bottom, name):
         top = L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=2)
         setattr(n, prefix + name, top)
         return top
 
-    x = conv(data, "conv1", 96, 11, stride=4)
-    x = L.LRN(x, local_size=5, alpha=1e-4, beta=0.75)
-    setattr(n, prefix + "norm1", x)
+    x = lrn(conv(data, "conv1", 96, 11, stride=4), "norm1")
     x = pool(x, "pool1")
-    x = conv(x, "conv2", 256, 5, pad=2, group=2)
-    x = L.LRN(x, local_size=5, alpha=1e-4, beta=0.75)
-    setattr(n, prefix + "norm2", x)
+    x = lrn(conv(x, "conv2", 256, 5, pad=2, group=2), "norm2")
     x = pool(x, "pool2")
     x = conv(x, "conv3", 384, 3, pad=1)
     x = conv(x, "conv4", 384, 3, pad=1, group=2)

@@ -22,7 +22,11 @@ from .models import alexnet_trunk
 
 BACKBONES = ("alexnet", "efficientnet")
 
-NETWORKS = ("supervised_pose", "late_fusion_photometric", "early_fusion_photometric")
+NETWORKS = ("supervised_pose", "late_fusion_photometric", "early_fusion_photometric", "supervised_early_fusion")
+# supervised_pose (late fusion) and supervised_early_fusion regress the ground-truth pose (EuclideanLoss): the sanity
+# check of what the trunk can learn from two images when the pose itself is the target.
+SUPERVISED = ("supervised_pose", "supervised_early_fusion")
+EARLY_FUSION = ("early_fusion_photometric", "supervised_early_fusion")
 POSE_SCALE_T = 0.1   # m per unit of the pose head output
 POSE_SCALE_W = 0.03  # rad per unit of the pose head output
 MEAN = 117.0
@@ -48,18 +52,26 @@ def preprocess(n, rgb, name):
     return out
 
 
-def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_W):
+def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_W, dropout=0.0):
     """features -> fc_pose1 (hidden, ReLU) -> fc_pose (6) -> xi = [scale_t * fc_pose[:3], scale_w * fc_pose[3:]].
+
+    dropout > 0 adds Dropout with that ratio on the features and on fc_pose1's output (training phase only; Caffe
+    scales the kept units by 1 / (1 - ratio), so the TEST phase needs no change).
 
     The output scales put the typical motion (decimetres, degrees) at fc_pose values of order one, where Adam's
     fixed step size suits them; with both scales equal the network reached one metre in 0.01 steps of the last
     layer's output and learned very slowly.
     """
     L, _ = _layers()
+    if dropout > 0:
+        features = n.drop_features = L.Dropout(features, dropout_ratio=dropout)
     n.fc_pose1 = L.InnerProduct(features, num_output=hidden, weight_filler=dict(type="msra"),
                                 bias_filler=dict(type="constant", value=0))
     n.relu_pose1 = L.ReLU(n.fc_pose1, in_place=True)
-    n.fc_pose = L.InnerProduct(n.relu_pose1, num_output=6, weight_filler=dict(type="gaussian", std=0.01),
+    hidden_top = n.relu_pose1
+    if dropout > 0:
+        hidden_top = n.drop_pose1 = L.Dropout(n.relu_pose1, dropout_ratio=dropout, in_place=True)
+    n.fc_pose = L.InnerProduct(hidden_top, num_output=6, weight_filler=dict(type="gaussian", std=0.01),
                                bias_filler=dict(type="constant", value=0))
     if scale_t == scale_w:
         n.xi = L.Power(n.fc_pose, scale=scale_t)
@@ -156,21 +168,21 @@ def check_image_size(height: int, width: int, downsample: int = 1, scales=()) ->
 
 
 def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_channels=3, cut=None,
-           input_size=None):
+           input_size=None, norm="lrn"):
     if backbone == "alexnet":
         return alexnet_trunk(n, data, prefix=prefix, share=share, fc=fc, lr_mult=lr_mult, in_channels=in_channels,
-                             cut=cut or ("pool5" if fc else "conv5"))
+                             cut=cut or ("pool5" if fc else "conv5"), norm=norm)
     from . import efficientnet as E
 
-    if fc:
-        raise ValueError("fc applies to the alexnet backbone only")
+    if fc or norm != "lrn":
+        raise ValueError("fc and norm apply to the alexnet backbone only")
     return E.efficientnet_lite0_trunk(n, data, prefix=prefix, share=share, cut=cut or E.DEFAULT_CUT,
                                       lr_mult=lr_mult, in_channels=in_channels, input_size=input_size)
 
 
-def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None):
+def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn"):
     L, _ = _layers()
-    common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size)
+    common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm)
     if kind == "early":
         n.pair = L.Concat(src, tgt, axis=1)  # 6 channels: source, then target
         return _trunk(n, backbone, n.pair, in_channels=6, **common)
@@ -182,7 +194,8 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
 
 def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=False, alpha=0.85,
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
-             scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2):
+             scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
+             mirror=0.0, mirror_seed=0):
     """NetSpec of a pose network.
 
     Args:
@@ -209,6 +222,10 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             better at half resolution, and an iteration costs 3x less (measured: supervised early fusion learned
             rotation within 1000 iterations at 32 x 104 + conv5, and nothing in 1500 at 64 x 208 + pool5).
             height and width must be multiples of it.
+        norm: the alexnet trunk's normalisation, "lrn" (BVLC's) or "batch" (see models.alexnet_trunk).
+        dropout: dropout ratio in the pose head (see pose_head; 0: none).
+        mirror: in the train phase, the probability that a pair is mirrored left-right (RandomMirror, an exact
+            augmentation: the images, the depth, cx and the pose all mirror); 0: none. mirror_seed seeds it.
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -220,7 +237,7 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         raise ValueError(f"unknown backbone {backbone!r}; known: {BACKBONES}")
     if phase not in ("train", "val", "deploy"):
         raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
-    has_photometric_loss = phase != "deploy" and name != "supervised_pose"
+    has_photometric_loss = phase != "deploy" and name not in SUPERVISED
     check_image_size(height, width, downsample, scales if has_photometric_loss else ())
     L, P = _layers()
     import caffe
@@ -229,6 +246,11 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     if phase == "deploy":
         n.src = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
         n.tgt = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
+    elif phase == "train" and mirror > 0:
+        n.data_src, n.data_tgt, n.data_tgt_depth, n.data_K, n.data_xi_gt = L.HDF5Data(
+            source=source, batch_size=batch_size, shuffle=True, ntop=5)
+        n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = G.random_mirror(
+            [n.data_src, n.data_tgt, n.data_tgt_depth], n.data_K, n.data_xi_gt, probability=mirror, seed=mirror_seed)
     else:  # train, val
         n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = L.HDF5Data(source=source, batch_size=batch_size,
                                                              shuffle=phase == "train", ntop=5)
@@ -246,13 +268,13 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
 
         src = E.preprocess(n, src_in, "src_pre")
         tgt = E.preprocess(n, tgt_in, "tgt_pre")
-    kind = "late" if name in ("supervised_pose", "late_fusion_photometric") else "early"
+    kind = "early" if name in EARLY_FUSION else "late"
     features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult, cut=cut, backbone=backbone,
-                               input_size=(height // downsample, width // downsample))
-    xi = pose_head(n, features, scale_t=scale_t, scale_w=scale_w)
+                               input_size=(height // downsample, width // downsample), norm=norm)
+    xi = pose_head(n, features, scale_t=scale_t, scale_w=scale_w, dropout=dropout)
     if phase == "deploy":
         return n
-    if name == "supervised_pose":
+    if name in SUPERVISED:
         n.xi_t, n.xi_w = L.Slice(xi, slice_param=dict(axis=1, slice_point=[3]), ntop=2)
         n.gt_t, n.gt_w = L.Slice(n.xi_gt, slice_param=dict(axis=1, slice_point=[3]), ntop=2)
         n.loss_t = L.EuclideanLoss(n.xi_t, n.gt_t, loss_weight=1.0)
@@ -336,13 +358,23 @@ def annotate_prototxt(text: str) -> str:
 
 
 def solver_text(name, train_net, val_net, snapshot_prefix, max_iter=3000, base_lr=2e-4, test_interval=500,
-                test_iter=25, stepsize=None, clip_gradients=10.0):
-    """A solver for pose_net: Adam, step schedule, snapshots, periodic tests on the val net."""
-    stepsize = stepsize or max(1, int(max_iter * 0.6))
+                test_iter=25, stepsize=None, clip_gradients=10.0, lr_policy="step"):
+    """A solver for pose_net: Adam, a learning-rate schedule, snapshots, periodic tests on the val net.
+
+    lr_policy: "step" (x0.1 at `stepsize`, default 60% of max_iter) or "poly" (Caffe's poly with power 1: a
+    linear decay from base_lr to 0 at max_iter).
+    """
+    if lr_policy == "step":
+        stepsize = stepsize or max(1, int(max_iter * 0.6))
+        schedule = ['lr_policy: "step"', "gamma: 0.1", f"stepsize: {stepsize}"]
+    elif lr_policy == "poly":
+        schedule = ['lr_policy: "poly"', "power: 1.0"]
+    else:
+        raise ValueError(f"lr_policy must be 'step' or 'poly', got {lr_policy!r}")
     return "\n".join([
         f'train_net: "{train_net}"', f'test_net: "{val_net}"', f"test_iter: {test_iter}",
         f"test_interval: {test_interval}", "test_initialization: false", 'type: "Adam"', f"base_lr: {base_lr}",
-        "momentum: 0.9", "momentum2: 0.999", "weight_decay: 0.0001", 'lr_policy: "step"', "gamma: 0.1",
-        f"stepsize: {stepsize}", f"max_iter: {max_iter}", f"clip_gradients: {clip_gradients}", "display: 50",
+        "momentum: 0.9", "momentum2: 0.999", "weight_decay: 0.0001", *schedule,
+        f"max_iter: {max_iter}", f"clip_gradients: {clip_gradients}", "display: 50",
         f"snapshot: {test_interval * 2}",
         f'snapshot_prefix: "{snapshot_prefix}"', "solver_mode: CPU", ""])

@@ -254,8 +254,8 @@ class PoseNetReplica(torch.nn.Module):
                              f"backbone {opts['backbone']}, cut {opts['cut']}, fc {opts['fc']}, "
                              f"blur_sizes {opts['blur_sizes']}")
         self.name = name
-        self.early = name == "early_fusion_photometric"
-        self.photometric = name != "supervised_pose"
+        self.early = name in nets.EARLY_FUSION
+        self.photometric = name not in nets.SUPERVISED
         self.alpha, self.scales, self.downsample = opts["alpha"], tuple(opts["scales"]), opts["downsample"]
         self.scale_t, self.scale_w, self.trunk_lr_mult = opts["scale_t"], opts["scale_w"], opts["trunk_lr_mult"]
         in_channels = 6 if self.early else 3

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 from pygeometry.files import atomic_output  # noqa: E402
-from pygeometry.nets import NETWORKS, pose_net  # noqa: E402
+from pygeometry.nets import EARLY_FUSION, NETWORKS, pose_net  # noqa: E402
 
 TRUNK = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 
@@ -88,7 +88,7 @@ def surgery(source: dict, network: str, height: int, width: int, fc: bool):
     import caffe
 
     net = _net_from(pose_net(network, "deploy", batch_size=1, height=height, width=width, fc=fc), caffe.TEST)
-    prefix = "" if network.startswith("early") else "src_"
+    prefix = "" if network in EARLY_FUSION else "src_"
     report = []
     for name in TRUNK if fc else TRUNK[:5]:
         target = prefix + name
@@ -97,7 +97,7 @@ def surgery(source: dict, network: str, height: int, width: int, fc: bool):
             continue
         weights, bias = source[name][0], source[name][1]
         dst_w = net.params[target][0].data
-        if name == "conv1" and network.startswith("early"):
+        if name == "conv1" and network in EARLY_FUSION:
             weights = np.concatenate([weights, weights], axis=1) / 2.0
             note = "3 -> 6 input channels, copied to both halves and halved"
         else:
@@ -121,7 +121,7 @@ def check_conv1(net, source: dict, network: str, rng=None):
     net.blobs["src"].data[...] = image
     net.blobs["tgt"].data[...] = image
     net.forward()
-    ours = net.blobs["conv1" if network.startswith("early") else "src_conv1"].data.copy()
+    ours = net.blobs["conv1" if network in EARLY_FUSION else "src_conv1"].data.copy()
     ref_spec = caffe.NetSpec()
     pre = net.blobs["src_pre"].data  # the same preprocessing (255 * BGR - mean, at the trunk's resolution)
     ref_spec.data = L.Input(shape=dict(dim=list(pre.shape)))

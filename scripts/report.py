@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pygeometry.nets import SUPERVISED  # noqa: E402
 from pygeometry.files import write_atomic  # noqa: E402
 from pygeometry.report.figures import (METRIC_NAMES, figure_curves, figure_histograms, figure_seeds,  # noqa: E402
                                        figure_trajectory, figure_warp_grid)
@@ -117,7 +118,7 @@ def make_report(args, experiments, seeds) -> dict:
     names = [e.name for e in experiments]
     stats = {m: seed_stats(errors, names, seeds, m) for m in METRIC_NAMES}
     med = {m: seed_stats(errors, names, seeds, m, np.median) for m in ("translation_m", "rotation_deg")}
-    photometric = [e for e in experiments if e.network != "supervised_pose"]
+    photometric = [e for e in experiments if e.network not in SUPERVISED]
     best = min(photometric or experiments, key=lambda e: stats["rotation_deg"][e.name][1]
                + stats["translation_m"][e.name][1] / 0.2)  # 0.2 m ~ 1 deg here: both errors count
     best_folder = run_dir(args, best, seeds[0])

@@ -12,7 +12,7 @@ import pytest
 
 import caffe
 from pygeometry.evaluation import pose_errors, rotation_angle_deg, summarize
-from pygeometry.nets import NETWORKS, check_image_size, pose_net
+from pygeometry.nets import EARLY_FUSION, NETWORKS, SUPERVISED, check_image_size, pose_net
 
 pytestmark = pytest.mark.blas  # float32 Caffe through BLAS: .ci/run repeats these under every OpenBLAS kernel
 
@@ -44,14 +44,14 @@ def test_networks_run_forward_and_backward(tmp_path, tiny_split, name):
     assert net.blobs["xi"].data.shape == (4, 6)
     assert np.abs(net.blobs["xi"].data).max() < 0.5, "pose outputs start small"
     assert np.abs(net.params["fc_pose"][0].diff).sum() > 0, "the loss reaches the pose head"
-    conv1 = "conv1" if name.startswith("early") else "src_conv1"
-    assert net.params[conv1][0].data.shape[1] == (6 if name.startswith("early") else 3)
+    conv1 = "conv1" if name in EARLY_FUSION else "src_conv1"
+    assert net.params[conv1][0].data.shape[1] == (6 if name in EARLY_FUSION else 3)
     assert np.abs(net.params[conv1][0].diff).sum() > 0, "the loss reaches the trunk"
     # 48 x 80 divides through downsample 2 and every loss scale: each coarse grid is exactly H / s x W / s; the
     # trunk's 2 x 2 block averages are the s2 level of the losses' pyramid
     assert net.blobs["src_s2"].data.shape == (4, 3, 24, 40)
     assert net.bottom_names["src_pre_r"][0].split("_split")[0].startswith("src_s2") and "src_small" not in net.blobs
-    for s in ((2, 4, 8) if name != "supervised_pose" else ()):
+    for s in ((2, 4, 8) if name not in SUPERVISED else ()):
         assert net.blobs[f"src_s{s}"].data.shape == (4, 3, 48 // s, 80 // s)
         assert net.blobs[f"coords_s{s}"].data.shape == (4, 2, 48 // s, 80 // s)
 
@@ -103,8 +103,8 @@ def test_efficientnet_backbone_runs_in_the_pose_networks(tmp_path, tiny_split, n
     net.forward()
     net.backward()
     assert np.isfinite(float(net.blobs["loss"].data)) and net.blobs["xi"].data.shape == (2, 6)
-    stem = "conv_stem" if name.startswith("early") else "src_conv_stem"
-    assert net.params[stem][0].data.shape[1] == (6 if name.startswith("early") else 3)
+    stem = "conv_stem" if name in EARLY_FUSION else "src_conv_stem"
+    assert net.params[stem][0].data.shape[1] == (6 if name in EARLY_FUSION else 3)
     assert np.abs(net.params[stem][0].diff).sum() > 0, "the loss reaches the stem"
     if name.startswith("late"):
         net.params["src_conv_stem"][0].data[...] = 0.5
@@ -172,7 +172,7 @@ def test_shipped_image_sizes_are_accepted(name):
         assert pose_net(name, phase, source="x") is not None
         assert pose_net(name, phase, source="x", height=48, width=80) is not None
     assert pose_net(name, "deploy", height=36, width=100) is not None
-    if name != "supervised_pose":
+    if name not in SUPERVISED:
         with pytest.raises(ValueError, match=re.escape("height 36 is not a multiple of the loss scale 8")):
             pose_net(name, "train", source="x", height=36, width=104)
 
@@ -214,3 +214,63 @@ def test_caffe_average_pooling_takes_a_partial_last_block(tmp_path):
     assert pooled.shape == (8,)
     np.testing.assert_allclose(pooled[:7], np.arange(7) * 8 + 3.5)  # whole blocks: centre of rows 8k..8k+7
     assert pooled[7] == pytest.approx(57.5)  # not 59.5, the fine row the coarse mapping gives coarse row 7
+
+
+@pytest.mark.parametrize("name", ["late_fusion_photometric", "early_fusion_photometric"])
+def test_batch_normalised_trunk(tmp_path, tiny_split, name):
+    """norm="batch": BatchNorm + Scale after every convolution and no LRN; the convolutions keep BVLC's names, the
+    siamese branches share the statistics and the gains, training normalises with the batch's statistics and the
+    TEST phase with the running averages."""
+    spec = pose_net(name, "train", source=str(tiny_split / "train.txt"), batch_size=4, height=48, width=80,
+                    norm="batch")
+    net = _net(tmp_path, spec)
+    prefix = "" if name in EARLY_FUSION else "src_"
+    layers = list(net._layer_names)
+    for k in range(1, 6):
+        assert f"{prefix}conv{k}" in net.params
+        assert f"{prefix}conv{k}_bn" in layers and f"{prefix}conv{k}_scale" in layers
+    assert not [n for n in layers if n.endswith(("norm1", "norm2"))], "no LRN with batch normalisation"
+    net.forward()
+    net.backward()
+    assert np.isfinite(float(net.blobs["loss"].data))
+    bn = net.params[f"{prefix}conv1_bn"]
+    assert float(bn[2].data[0]) > 0, "the running statistics are updated in training"
+    assert np.abs(net.params[f"{prefix}conv1_scale"][0].diff).sum() > 0, "the gains learn"
+    if name not in EARLY_FUSION:
+        net.params["src_conv2_scale"][0].data[...] = 0.7
+        assert np.all(net.params["tgt_conv2_scale"][0].data == np.float32(0.7))
+        assert net.params["tgt_conv2_bn"][0].data.ctypes.data == net.params["src_conv2_bn"][0].data.ctypes.data
+    # the TEST phase uses the running averages: two different batches normalised by the same statistics give the
+    # same output for the same pair, whatever else is in the batch
+    deploy = _net(tmp_path, pose_net(name, "deploy", batch_size=2, height=48, width=80, norm="batch"), caffe.TEST)
+    rng = np.random.default_rng(0)
+    for p in deploy.params:
+        for i, blob in enumerate(deploy.params[p]):
+            blob.data[...] = rng.normal(0.5 if p.endswith("_bn") and i == 1 else 0.0, 0.05, blob.data.shape)
+            if p.endswith("_bn") and i == 2:
+                blob.data[...] = 1.0
+    pair = rng.uniform(size=(2, 3, 48, 80)).astype(np.float32)
+    outs = []
+    for other in (0.0, 1.0):
+        deploy.blobs["src"].data[...] = other
+        deploy.blobs["tgt"].data[...] = other
+        deploy.blobs["src"].data[0] = pair[0]
+        deploy.blobs["tgt"].data[0] = pair[1]
+        deploy.forward()
+        outs.append(deploy.blobs["xi"].data[0].copy())
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-7)
+
+
+def test_norm_and_lr_policy_arguments():
+    with pytest.raises(ValueError, match="norm must be one of"):
+        pose_net("early_fusion_photometric", "deploy", norm="group")
+    with pytest.raises(ValueError, match="norm apply to the alexnet backbone only"):
+        pose_net("early_fusion_photometric", "deploy", backbone="efficientnet", norm="batch")
+    from pygeometry.nets import solver_text
+
+    poly = solver_text("n", "t.prototxt", "v.prototxt", "snap", max_iter=100, lr_policy="poly")
+    assert 'lr_policy: "poly"' in poly and "power: 1.0" in poly and "stepsize" not in poly
+    step = solver_text("n", "t.prototxt", "v.prototxt", "snap", max_iter=100)
+    assert 'lr_policy: "step"' in step and "stepsize: 60" in step and "gamma: 0.1" in step
+    with pytest.raises(ValueError, match="lr_policy"):
+        solver_text("n", "t.prototxt", "v.prototxt", "snap", lr_policy="cosine")

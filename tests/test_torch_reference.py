@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 import caffe  # noqa: E402
 from pygeometry import torch_reference as TR  # noqa: E402
-from pygeometry.nets import NETWORKS  # noqa: E402
+from pygeometry.nets import NETWORKS, SUPERVISED  # noqa: E402
 
 pytestmark = pytest.mark.blas  # float32 Caffe through BLAS: .ci/run repeats these under every OpenBLAS kernel
 
@@ -41,7 +41,7 @@ def test_replica_computes_the_losses_gradients_and_update_of_caffe(tmp_path, tin
     solver, replica, optimizer = _setup(name, tiny_split, tmp_path)
     report = TR.check_against_caffe(solver, replica, optimizer)
     assert report.ok, report.summary()
-    expected = {"loss_t", "loss_w"} if name == "supervised_pose" else {"loss", "loss_s2", "loss_s4", "loss_s8"}
+    expected = {"loss_t", "loss_w"} if name in SUPERVISED else {"loss", "loss_s2", "loss_s4", "loss_s8"}
     assert set(report.losses) == expected
     assert len(report.gradient_errors) == 14  # conv1..conv5, fc_pose1, fc_pose: weights and biases (shared once)
     assert report.update_checked == hasattr(solver, "apply_update")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nets import SUPERVISED
 from ..stats import best_baseline_means, compare, conclusions, seeds_better
 from .figures import METRIC_NAMES
 from .runs import REPO, run_dir
@@ -94,7 +95,7 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
             parts.append(f"{METRIC_NAMES[m]} {entry.mean:.3g} vs {best_base[m]:.3g} {unit}, better in "
                          f"{seeds_better(entry, best_base[m])}/{len(entry.per_seed)} seeds")
         L.append(f"- {e.label or e.name}: " + "; ".join(parts))
-    photometric = [e.name for e in experiments if e.network != "supervised_pose"]
+    photometric = [e.name for e in experiments if e.network not in SUPERVISED]
     L += ["", "### What these numbers support", ""] + conclusions(stats, [e.name for e in experiments], best_base,
                                                                   photometric) + [""]
 
