@@ -39,8 +39,10 @@ sys.path.insert(0, str(REPO))
 
 from pygeometry.data.hdf5 import SplitError, validate_split  # noqa: E402
 from pygeometry.denormals import flush_denormals  # noqa: E402
-from pygeometry.evaluation import baseline_predictions, load_split, pose_errors, summarize  # noqa: E402
-from pygeometry.nets import NETWORKS, annotate_prototxt, pose_net, solver_text  # noqa: E402
+from pygeometry.evaluation import (METRICS, baseline_predictions, load_split, pose_errors,  # noqa: E402
+                                   pose_metrics, summarize)
+from pygeometry.data.hdf5 import split_files  # noqa: E402
+from pygeometry.nets import EARLY_FUSION, NETWORKS, annotate_prototxt, pose_net, solver_text  # noqa: E402
 from pygeometry.files import atomic_output, write_atomic  # noqa: E402
 from pygeometry.inference import load_net, predict  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
@@ -57,6 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--iters", type=int, default=3000, help="training iterations (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam base learning rate (default 2e-4)")
+    p.add_argument("--lr-policy", choices=("step", "poly"), default="step",
+                   help="step: x0.1 at 60%% of --iters (default); poly: linear decay to 0 at --iters")
     p.add_argument("--alpha", type=float, default=0.85, help="SSIM weight of the photometric loss")
     p.add_argument("--fc", action="store_true", help="keep AlexNet's fc6/fc7 in the trunk")
     p.add_argument("--trunk-lr-mult", type=float, default=1.0, help="trunk learning-rate multiplier (0 freezes)")
@@ -66,20 +70,31 @@ def parse_args(argv=None):
     p.add_argument("--downsample", type=int, default=None, help="the trunk sees images block-averaged by this")
     p.add_argument("--cut", default=None, help="where the trunk ends (alexnet: pool5 or conv5)")
     p.add_argument("--backbone", default=None, help="alexnet or efficientnet")
+    p.add_argument("--norm", choices=("lrn", "batch"), default=None,
+                   help="alexnet trunk normalisation: lrn (BVLC's) or batch (BatchNorm + Scale after every conv)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout ratio in the pose head (default 0: none)")
+    p.add_argument("--mirror", type=float, default=None,
+                   help="probability that a training pair is mirrored left-right (exact augmentation; default 0)")
     p.add_argument("--blur", type=int, nargs="*", default=None, help="box-blur sizes of the extra photometric losses")
     p.add_argument("--weights", type=Path, default=None, help="initial weights (.caffemodel), copied by name")
     p.add_argument("--resume", default=None, help="a .solverstate, or 'auto' for the last checkpoint in --out")
     p.add_argument("--val-interval", type=int, default=500, help="validate every N iterations (default 500)")
     p.add_argument("--snapshot-interval", type=int, default=1000, help="snapshot every N iterations")
     p.add_argument("--seed", type=int, default=1, help="Caffe random seed (weight init, shuffling)")
+    p.add_argument("--eval-train", type=int, default=200, metavar="N",
+                   help="also evaluate on the first N training pairs (what the net fits; default 200, 0: no)")
+    p.add_argument("--eval-split", nargs=2, action="append", default=[], metavar=("LABEL", "SPLIT"),
+                   help="also evaluate on this split (a list file, .h5 or dataset folder), e.g. "
+                        "--eval-split handheld data/handheld/test.txt; repeatable")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     return p.parse_args(argv)
 
 
 def write_nets(args, out: Path, height: int, width: int):
-    common = dict(fc=args.fc, alpha=args.alpha, trunk_lr_mult=args.trunk_lr_mult)
+    common = dict(fc=args.fc, alpha=args.alpha, trunk_lr_mult=args.trunk_lr_mult, mirror_seed=args.seed)
     for key, value in (("scale_t", args.scale_t), ("scale_w", args.scale_w), ("blur_sizes", args.blur), ("scales", args.scales),
-                       ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone)):
+                       ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone),
+                       ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}
@@ -94,7 +109,7 @@ def write_nets(args, out: Path, height: int, width: int):
     files["solver"] = out / "solver.prototxt"
     # Validation is done here (validate()), so Caffe's own test runs only past max_iter (never).
     write_atomic(files["solver"], HEADER + solver_text(
-        args.network, files["train"], files["val"], out / "snap", max_iter=args.iters, base_lr=args.lr,
+        args.network, files["train"], files["val"], out / "snap", max_iter=args.iters, base_lr=args.lr, lr_policy=args.lr_policy,
         test_interval=args.iters + 1, test_iter=1))
     return files
 
@@ -225,30 +240,51 @@ def snapshot(solver, out: Path) -> Path:
     return model
 
 
-def evaluate(args, out: Path, deploy: Path, weights: Path, log):
-    test = load_split(args.data / "test.txt", keys=("src", "tgt", "src_T_tgt"), optional=())
-    train_xi = load_split(args.data / "train.txt", keys=("xi_gt",), optional=())["xi_gt"]
-    _, _, height, width = test["src"].shape
-    net = load_net(deploy, weights, height, width, args.data / "test.txt", args.batch)
-    preds = {"network": predict(net, test["src"], test["tgt"], args.batch, progress=False)}
-    preds.update(baseline_predictions(train_xi, len(test["src"])))
-    table = {name: summarize(pose_errors(xi, test["src_T_tgt"])) for name, xi in preds.items()}
-    lines = [f"test split: {len(test['src'])} pairs ({args.data / 'test.txt'})",
-             f"{'':22s} {'translation m (mean/median)':>28s} {'rotation deg (mean/median)':>28s}"]
-    for name, row in table.items():
-        t, r = row["translation_m"], row["rotation_deg"]
-        lines.append(f"{name:22s} {t['mean']:13.4f} / {t['median']:<12.4f} {r['mean']:13.3f} / {r['median']:<12.3f}")
-    net = table["network"]
-    for metric, unit in (("translation_m", "m"), ("rotation_deg", "deg")):
+def evaluate_split(deploy: Path, weights: Path, split, train_xi: np.ndarray, batch: int, max_pairs=None) -> dict:
+    """Every metric of evaluation.METRICS (mean, median) on a split's pairs (its first max_pairs), for the network
+    and the trivial baselines (identity, the mean pose vector of train_xi)."""
+    data = load_split(split, keys=("src", "tgt", "src_T_tgt"), optional=())
+    keep = slice(0, max_pairs)
+    src, tgt, gt = data["src"][keep], data["tgt"][keep], data["src_T_tgt"][keep]
+    net = load_net(deploy, weights, src.shape[2], src.shape[3], split, batch)
+    preds = {"network": predict(net, src, tgt, batch, progress=False)}
+    preds.update(baseline_predictions(train_xi, len(src)))
+    return {name: summarize(pose_metrics(xi, gt)) for name, xi in preds.items()}
+
+
+def verdict_lines(table: dict) -> list:
+    """One line per metric: the network against the better trivial baseline, with the ratio."""
+    lines = []
+    for metric in METRICS:
         best_name = min((k for k in table if k != "network"), key=lambda k: table[k][metric]["mean"])
-        best, ours = table[best_name][metric]["mean"], net[metric]["mean"]
-        change = 100.0 * (ours - best) / max(best, 1e-12)
+        best, ours = table[best_name][metric]["mean"], table["network"][metric]["mean"]
         verdict = "better" if ours < best else "NOT better"
-        lines.append(f"{metric}: network {ours:.4f} {unit} vs best baseline ({best_name}) {best:.4f} {unit}: "
-                     f"{change:+.1f}% ({verdict})")
-    for line in lines:
-        log(line)
-    return table
+        lines.append(f"  {metric:22s} network {ours:9.4f} vs {best_name} {best:9.4f}: "
+                     f"{ours / max(best, 1e-12):.2f}x ({verdict})")
+    return lines
+
+
+def evaluate(args, out: Path, deploy: Path, weights: Path, log):
+    """The trained net on the test split, on the first --eval-train training pairs (what it fits) and on every
+    --eval-split, next to the trivial baselines; returns {split label: table}."""
+    train_files = split_files(args.data / "train.txt")
+    train_xi = load_split(args.data / "train.txt", keys=("xi_gt",), optional=())["xi_gt"]
+    splits = [("test", args.data / "test.txt", None)]
+    if args.eval_train > 0:
+        splits.append(("train", train_files[0], args.eval_train))
+    splits += [(label, Path(path), None) for label, path in args.eval_split]
+    results = {}
+    for label, split, max_pairs in splits:
+        table = evaluate_split(deploy, weights, split, train_xi, args.batch, max_pairs)
+        results[label] = table
+        pairs = len(load_split(split, keys=("src_T_tgt",), optional=())["src_T_tgt"][slice(0, max_pairs)])
+        log(f"{label} split: {pairs} pairs ({split}); baselines from the training poses")
+        log(f"  {'':22s} " + " ".join(f"{m:>22s}" for m in METRICS) + "   (mean / median)")
+        for name, row in table.items():
+            log(f"  {name:22s} " + " ".join(f"{row[m]['mean']:10.4f} / {row[m]['median']:<9.4f}" for m in METRICS))
+        for line in verdict_lines(table):
+            log(line)
+    return results
 
 
 def main(argv=None):
@@ -315,7 +351,7 @@ def main(argv=None):
             # early-fusion stem gets the 3-channel kernel copied to both halves and halved.
             from pygeometry import efficientnet as E
 
-            prefix = "" if args.network == "early_fusion_photometric" else "src_"
+            prefix = "" if args.network in EARLY_FUSION else "src_"
             filled = E.copy_params(solver.net, E.read_caffemodel(args.weights), prefix=prefix)
             if not filled:
                 sys.exit(f"{args.weights}: no layer matches the {args.network} net's efficientnet trunk")
@@ -360,8 +396,8 @@ def main(argv=None):
         shutil.copyfile(model, tmp)
     log(f"trained {args.iters} iterations in {time.time() - t0:.0f} s; {final}")
     table = evaluate(args, out, files["deploy"], final, log)
-    write_atomic(out / "result.json", json.dumps({"network": args.network, "iters": args.iters,
-                                                  "test": table}, indent=2))
+    write_atomic(out / "result.json", json.dumps({"network": args.network, "iters": args.iters, **table},
+                                                 indent=2))
     return table
 
 

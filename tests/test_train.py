@@ -17,7 +17,8 @@ TRAIN = [sys.executable, str(REPO / "scripts" / "train.py"), "--no-progress", "-
 def test_train_evaluate_and_resume(tmp_path, tiny_split):
     out = tmp_path / "run"
     args = ["--data", str(tiny_split), "--out", str(out), "--val-interval", "3", "--snapshot-interval", "3"]
-    proc = subprocess.run(TRAIN + args + ["--iters", "6"], capture_output=True, text=True)
+    proc = subprocess.run(TRAIN + args + ["--iters", "6", "--eval-split", "again", str(tiny_split / "test.txt"),
+                                          "--eval-train", "3"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     for name in ("final.caffemodel", "deploy.prototxt", "solver.prototxt", "curves.png", "curves.csv", "train.log",
                  "checkpoint.json"):
@@ -25,6 +26,14 @@ def test_train_evaluate_and_resume(tmp_path, tiny_split):
     result = json.loads((out / "result.json").read_text())
     assert set(result["test"]) == {"network", "identity", "mean training pose"}
     assert result["test"]["identity"]["translation_m"]["mean"] > 0
+    from pygeometry.evaluation import METRICS
+
+    for split in ("test", "train", "again"):  # every metric, on the test split, 3 training pairs and an extra split
+        assert set(result[split]["network"]) == set(METRICS), split
+    assert result["again"] == result["test"]  # the same pairs again: the same figures
+    assert result["train"] != result["test"]
+    log = (out / "train.log").read_text()
+    assert "train split: 3 pairs" in log and "translation_scaled_m" in log
     assert json.loads((out / "checkpoint.json").read_text())["iter"] == 6
     proc = subprocess.run(TRAIN + args + ["--iters", "9", "--resume", "auto"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
