@@ -246,20 +246,23 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     if phase == "deploy":
         n.src = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
         n.tgt = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
-    elif phase == "train" and mirror > 0:
-        n.data_src, n.data_tgt, n.data_tgt_depth, n.data_K, n.data_xi_gt = L.HDF5Data(
-            source=source, batch_size=batch_size, shuffle=True, ntop=5)
-        n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = G.random_mirror(
-            [n.data_src, n.data_tgt, n.data_tgt_depth], n.data_K, n.data_xi_gt, probability=mirror, seed=mirror_seed)
-    else:  # train, val
+    else:  # train, val (HDF5Data reads the datasets named like its tops)
         n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = L.HDF5Data(source=source, batch_size=batch_size,
                                                              shuffle=phase == "train", ntop=5)
+    data = dict(src=n.src, tgt=n.tgt)
+    if phase != "deploy":
+        data.update(tgt_depth=n.tgt_depth, K=n.K, xi_gt=n.xi_gt)
+    if phase == "train" and mirror > 0:
+        tops = G.random_mirror([n.src, n.tgt, n.tgt_depth], n.K, n.xi_gt, probability=mirror, seed=mirror_seed)
+        for key, top in zip(("src", "tgt", "tgt_depth", "K", "xi_gt"), tops):
+            setattr(n, f"{key}_mirrored", top)
+            data[key] = top
     # The images' block averages: the trunk's input (downsample) and the coarse losses' images (scales) share
     # one pyramid, src_s2, src_s4, ... (a level that is both is computed once).
     pyramid_factors = {downsample} | (set(scales) if has_photometric_loss else set())
-    src_levels = block_average_pyramid(n, n.src, "src", pyramid_factors)
-    tgt_levels = block_average_pyramid(n, n.tgt, "tgt", pyramid_factors)
-    src_in, tgt_in = src_levels.get(downsample, n.src), tgt_levels.get(downsample, n.tgt)
+    src_levels = block_average_pyramid(n, data["src"], "src", pyramid_factors)
+    tgt_levels = block_average_pyramid(n, data["tgt"], "tgt", pyramid_factors)
+    src_in, tgt_in = src_levels.get(downsample, data["src"]), tgt_levels.get(downsample, data["tgt"])
     if backbone == "alexnet":
         src = preprocess(n, src_in, "src_pre")
         tgt = preprocess(n, tgt_in, "tgt_pre")
@@ -276,22 +279,22 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         return n
     if name in SUPERVISED:
         n.xi_t, n.xi_w = L.Slice(xi, slice_param=dict(axis=1, slice_point=[3]), ntop=2)
-        n.gt_t, n.gt_w = L.Slice(n.xi_gt, slice_param=dict(axis=1, slice_point=[3]), ntop=2)
+        n.gt_t, n.gt_w = L.Slice(data["xi_gt"], slice_param=dict(axis=1, slice_point=[3]), ntop=2)
         n.loss_t = L.EuclideanLoss(n.xi_t, n.gt_t, loss_weight=1.0)
         n.loss_w = L.EuclideanLoss(n.xi_w, n.gt_w, loss_weight=rotation_weight)
-        n.silence = L.Silence(n.tgt_depth, n.K, ntop=0)
+        n.silence = L.Silence(data["tgt_depth"], data["K"], ntop=0)
         return n
     n.src_T_tgt = G.se3_generator(xi)
-    n.points_src = G.transform_3d_grid(n.tgt_depth, n.src_T_tgt, K_blob=n.K)
-    n.coords_src, n.proj_valid = G.pinhole_projection(n.points_src, K_blob=n.K, with_valid=True)
+    n.points_src = G.transform_3d_grid(data["tgt_depth"], n.src_T_tgt, K_blob=data["K"])
+    n.coords_src, n.proj_valid = G.pinhole_projection(n.points_src, K_blob=data["K"], with_valid=True)
     # The loss averages over the pixels with a known target depth (a property of the data), never over a mask
     # that depends on the prediction: with the warp's inside-the-image mask or the projection's z > eps mask,
     # the network lowered the loss by pushing pixels out of view or behind the camera (seen here: 4 m and
     # 150 degree poses with loss 0 after 250 iterations). Border padding makes out-of-view samples cost.
-    n.warped, n.warp_valid = G.bilinear_warp(n.src, n.coords_src, padding="border", with_valid=True)
-    n.depth_valid = L.Threshold(n.tgt_depth, threshold=0.0)
-    n.loss = G.photometric_loss(n.warped, n.tgt, n.depth_valid, alpha=alpha)
-    silenced = [n.proj_valid, n.warp_valid, n.xi_gt]
+    n.warped, n.warp_valid = G.bilinear_warp(data["src"], n.coords_src, padding="border", with_valid=True)
+    n.depth_valid = L.Threshold(data["tgt_depth"], threshold=0.0)
+    n.loss = G.photometric_loss(n.warped, data["tgt"], n.depth_valid, alpha=alpha)
+    silenced = [n.proj_valid, n.warp_valid, data["xi_gt"]]
     # Coarse copies of the same comparison widen the basin of the loss (coarse to fine in one loss), as the
     # multi-scale losses of SfMLearner/Monodepth do. At scale s the source and target are s x s block averages
     # and the full-resolution coordinates are block-averaged too and mapped to the coarse pixel grid
@@ -312,8 +315,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         setattr(n, f"loss_s{s}", G.photometric_loss(warped, tgt_s, valid_s, alpha=alpha))
     # Blurred copies at full resolution (the source is blurred before warping and the target alike).
     for k in blur_sizes:
-        src_blur = L.Pooling(n.src, pool=P.Pooling.AVE, kernel_size=k, stride=1, pad=k // 2)
-        tgt_blur = L.Pooling(n.tgt, pool=P.Pooling.AVE, kernel_size=k, stride=1, pad=k // 2)
+        src_blur = L.Pooling(data["src"], pool=P.Pooling.AVE, kernel_size=k, stride=1, pad=k // 2)
+        tgt_blur = L.Pooling(data["tgt"], pool=P.Pooling.AVE, kernel_size=k, stride=1, pad=k // 2)
         setattr(n, f"src_blur{k}", src_blur)
         setattr(n, f"tgt_blur{k}", tgt_blur)
         warped, valid = G.bilinear_warp(src_blur, n.coords_src, padding="border", with_valid=True)

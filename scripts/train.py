@@ -133,7 +133,8 @@ def batch_pose_errors(net):
         return None
     from pygeometry.kernels.se3 import se3_forward
 
-    gt = se3_forward(net.blobs["xi_gt"].data.astype(np.float64))
+    key = "xi_gt_mirrored" if "xi_gt_mirrored" in net.blobs else "xi_gt"  # the pose of the pairs the net saw
+    gt = se3_forward(net.blobs[key].data.astype(np.float64))
     return summarize(pose_errors(net.blobs["xi"].data, gt))
 
 

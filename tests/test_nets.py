@@ -274,3 +274,23 @@ def test_norm_and_lr_policy_arguments():
     assert 'lr_policy: "step"' in step and "stepsize: 60" in step and "gamma: 0.1" in step
     with pytest.raises(ValueError, match="lr_policy"):
         solver_text("n", "t.prototxt", "v.prototxt", "snap", lr_policy="cosine")
+
+
+def test_mirror_augmentation_in_the_train_net(tmp_path, tiny_split):
+    """mirror=1: HDF5Data's tops keep the dataset's names (it reads the datasets by them) and the chain, the trunk and
+    the losses see every pair mirrored; the val and deploy nets have no RandomMirror."""
+    spec = pose_net("early_fusion_photometric", "train", source=str(tiny_split / "train.txt"), batch_size=4,
+                    height=48, width=80, mirror=1.0)
+    net = _net(tmp_path, spec)
+    net.forward()
+    net.backward()
+    b = net.blobs
+    np.testing.assert_array_equal(b["src_mirrored"].data, b["src"].data[..., ::-1])
+    np.testing.assert_array_equal(b["tgt_depth_mirrored"].data, b["tgt_depth"].data[..., ::-1])
+    np.testing.assert_allclose(b["K_mirrored"].data[:, 2], 79 - b["K"].data[:, 2])
+    np.testing.assert_allclose(b["xi_gt_mirrored"].data, b["xi_gt"].data * np.array([-1, 1, 1, 1, -1, -1]))
+    assert net.bottom_names["warped"][0].startswith("src_mirrored") and net.bottom_names["loss"][1].startswith("tgt_mirrored")
+    assert np.isfinite(float(b["loss"].data)) and np.abs(net.params["conv1"][0].diff).sum() > 0
+    for phase in ("val", "deploy"):
+        text = str(pose_net("early_fusion_photometric", phase, source="x", height=48, width=80, mirror=1.0).to_proto())
+        assert "RandomMirror" not in text
