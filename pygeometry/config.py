@@ -59,6 +59,13 @@ class RandomMirrorConfig:
     CHECKS = {"probability": (lambda v: 0 <= v <= 1, "a number in [0, 1]"), "seed": (lambda v: v >= 0, "an integer >= 0")}
 
 
+@dataclasses.dataclass(frozen=True)
+class RandomColourConfig:
+    gain: float = 0.2
+    seed: int = 0
+    CHECKS = {"gain": (lambda v: 0 <= v < 1, "a number in [0, 1)"), "seed": (lambda v: v >= 0, "an integer >= 0")}
+
+
 def check_K(layer: str, K, where: str = "param_str key 'K'"):
     """Validate intrinsics [fx, fy, cx, cy]: 4 finite numbers, fx > 0 and fy > 0."""
     if not isinstance(K, (list, tuple)) or len(K) != 4 or not all(

@@ -13,6 +13,7 @@ Blob contract (docs/conventions.md):
     BilinearWarp       image (N,C,Hs,Ws), coords|flow (N,2,H,W) -> warped (N,C,H,W) [, valid (N,1,H,W)]
     PhotometricLoss    warped (N,C,H,W), target (N,C,H,W) [, mask (N,1,H,W)] -> loss (scalar)
     RandomMirror       images (N,C,H,W)..., K (N,4), xi (N,6)    -> the same, mirrored at random (augmentation)
+    RandomColour       images (N,3,H,W)...                      -> the same, recoloured at random (augmentation)
 
 Every layer checks its bottom count and shapes at setup/reshape, and NaN/inf in its bottoms (and top diffs)
 at forward/backward, raising ParamError (a ValueError) that names the layer and the problem. Inputs that a
@@ -27,7 +28,7 @@ import numpy as np
 
 from . import config as cfg
 from .config import ParamError
-from .kernels import bilinear, mirror, photometric, projection, se3, transform_grid
+from .kernels import bilinear, color, mirror, photometric, projection, se3, transform_grid
 from .kernels.finite import count_nonfinite
 
 
@@ -365,6 +366,43 @@ class RandomMirror(_Layer):
             else np.zeros(n, bool)
         images, K, xi = mirror.mirror_pairs([b.data for b in blobs[:-2]], blobs[-2].data, blobs[-1].data, flip)
         for i, a in enumerate(images + [K, xi]):
+            top[i].data[...] = a
+
+    def backward(self, top, propagate_down, bottom):
+        pass  # data: nothing to learn through
+
+
+class RandomColour(_Layer):
+    """Training augmentation: per pair, one random channel permutation and one gain in [1 - g, 1 + g], the same for
+    all its images (pygeometry.kernels.color); an exact copy in the TEST phase.
+
+    Bottoms: images (N, 3, H, W) of the same pairs (source, target); tops: the same, in the same order. No gradient.
+    param_str: {"gain": g in [0, 1) (default 0.2), "seed": integer >= 0 (default 0)}.
+    """
+
+    CONFIG = cfg.RandomColourConfig
+    BOTTOMS = (1, 8)
+    TOPS = (1, 8)
+
+    def check_setup(self, bottom, top):
+        if len(top) != len(bottom):
+            self.fail(f"needs as many tops as bottoms, got {len(bottom)} bottoms and {len(top)} tops")
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].data.shape
+        for i in range(len(bottom)):
+            self.expect_shape(f"image {i}", bottom[i].data.shape, (shape[0], 3, None, None))
+            top[i].reshape(*bottom[i].data.shape)
+
+    def forward(self, bottom, top):
+        images = [bottom[i].data for i in range(len(bottom))]
+        n = images[0].shape[0]
+        if self.phase == caffe.TRAIN:
+            order, gain = color.random_colour(self.rng, n, self.config.gain)
+        else:
+            order, gain = np.tile(np.arange(3), (n, 1)), np.ones(n)
+        for i, a in enumerate(color.recolour_pairs(images, order, gain)):
             top[i].data[...] = a
 
     def backward(self, top, propagate_down, bottom):

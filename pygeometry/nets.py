@@ -195,7 +195,7 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
 def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=False, alpha=0.85,
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
              scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
-             mirror=0.0, mirror_seed=0):
+             mirror=0.0, mirror_seed=0, colour=0.0):
     """NetSpec of a pose network.
 
     Args:
@@ -226,6 +226,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         dropout: dropout ratio in the pose head (see pose_head; 0: none).
         mirror: in the train phase, the probability that a pair is mirrored left-right (RandomMirror, an exact
             augmentation: the images, the depth, cx and the pose all mirror); 0: none. mirror_seed seeds it.
+        colour: in the train phase, recolour every pair (RandomColour: a random channel permutation and a gain in
+            [1 - colour, 1 + colour], the same for both images); 0: none. Seeded by mirror_seed + 1.
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -257,6 +259,10 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         for key, top in zip(("src", "tgt", "tgt_depth", "K", "xi_gt"), tops):
             setattr(n, f"{key}_mirrored", top)
             data[key] = top
+    if phase == "train" and colour > 0:
+        n.src_recoloured, n.tgt_recoloured = G.random_colour([data["src"], data["tgt"]], gain=colour,
+                                                             seed=mirror_seed + 1)
+        data.update(src=n.src_recoloured, tgt=n.tgt_recoloured)
     # The images' block averages: the trunk's input (downsample) and the coarse losses' images (scales) share
     # one pyramid, src_s2, src_s4, ... (a level that is both is computed once).
     pyramid_factors = {downsample} | (set(scales) if has_photometric_loss else set())

@@ -70,3 +70,10 @@ def random_mirror(images, K, xi, probability=None, seed=None, **kwargs):
     bottoms = list(images) + [K, xi]
     return _python_layer("RandomMirror", cfg.RandomMirrorConfig, bottoms, {"probability": probability, "seed": seed},
                          ntop=len(bottoms), **kwargs)
+
+
+def random_colour(images, gain=None, seed=None, **kwargs):
+    """images (N, 3, H, W)... of the same pairs -> the same, each pair recoloured (one channel permutation and gain
+    for all its images) in the training phase (RandomColour)."""
+    return _python_layer("RandomColour", cfg.RandomColourConfig, list(images), {"gain": gain, "seed": seed},
+                         ntop=len(images), **kwargs)

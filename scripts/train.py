@@ -75,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--dropout", type=float, default=None, help="dropout ratio in the pose head (default 0: none)")
     p.add_argument("--mirror", type=float, default=None,
                    help="probability that a training pair is mirrored left-right (exact augmentation; default 0)")
+    p.add_argument("--colour", type=float, default=None,
+                   help="recolour every training pair: random channel order and a gain in [1 - C, 1 + C] (default 0)")
     p.add_argument("--blur", type=int, nargs="*", default=None, help="box-blur sizes of the extra photometric losses")
     p.add_argument("--weights", type=Path, default=None, help="initial weights (.caffemodel), copied by name")
     p.add_argument("--resume", default=None, help="a .solverstate, or 'auto' for the last checkpoint in --out")
@@ -94,7 +96,8 @@ def write_nets(args, out: Path, height: int, width: int):
     common = dict(fc=args.fc, alpha=args.alpha, trunk_lr_mult=args.trunk_lr_mult, mirror_seed=args.seed)
     for key, value in (("scale_t", args.scale_t), ("scale_w", args.scale_w), ("blur_sizes", args.blur), ("scales", args.scales),
                        ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone),
-                       ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror)):
+                       ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror),
+                       ("colour", args.colour)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}

@@ -294,3 +294,21 @@ def test_mirror_augmentation_in_the_train_net(tmp_path, tiny_split):
     for phase in ("val", "deploy"):
         text = str(pose_net("early_fusion_photometric", phase, source="x", height=48, width=80, mirror=1.0).to_proto())
         assert "RandomMirror" not in text
+
+
+def test_colour_augmentation_in_the_train_net(tmp_path, tiny_split):
+    """colour > 0: the trunk and the losses read the recoloured images (after the mirror when both are on); the val
+    and deploy nets have no RandomColour."""
+    spec = pose_net("early_fusion_photometric", "train", source=str(tiny_split / "train.txt"), batch_size=4,
+                    height=48, width=80, mirror=1.0, colour=0.2)
+    net = _net(tmp_path, spec)
+    net.forward()
+    net.backward()
+    assert net.bottom_names["src_recoloured"][0].startswith("src_mirrored")
+    assert net.bottom_names["warped"][0].startswith("src_recoloured")
+    assert net.bottom_names["loss"][1].startswith("tgt_recoloured")
+    assert not np.allclose(net.blobs["src_recoloured"].data, net.blobs["src_mirrored"].data)
+    assert np.isfinite(float(net.blobs["loss"].data))
+    for phase in ("val", "deploy"):
+        text = str(pose_net("early_fusion_photometric", phase, source="x", height=48, width=80, colour=0.2).to_proto())
+        assert "RandomColour" not in text
