@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .. import evaluation as ev
 from ..files import write_atomic
 from ..inference import load_net, predict
+from ..nets import EARLY_FUSION
 from ..poses import pose_vector_from_matrix
 from ..progress import progress_bar
 
@@ -38,7 +39,7 @@ class Experiment:
 
     @property
     def fusion(self):
-        return "early" if self.network.startswith("early") else "late"
+        return "early" if self.network in EARLY_FUSION else "late"
 
 
 class ReportError(Exception):
@@ -71,40 +72,51 @@ def settings_of(cmd: list[str]) -> list[str]:
     return out
 
 
-def run_state(args, exp, seed) -> str:
-    """'done' (result.json for these settings), 'partial' (same settings, unfinished) or 'new'."""
-    folder = run_dir(args, exp, seed)
+def folder_state(folder: Path, settings: list[str]) -> str:
+    """'done' (result.json for these settings), 'partial' (same settings, unfinished) or 'new'; a ReportError when
+    the folder holds another run (other settings, or files without run.json)."""
     meta = folder / "run.json"
     if not meta.exists():
         if folder.exists() and any(folder.iterdir()):
-            raise ReportError(f"{folder} holds files but no run.json: not made by report.py; move it away or pick "
+            raise ReportError(f"{folder} holds files but no run.json: not made by this script; move it away or pick "
                               f"another --runs")
         return "new"
     recorded = json.loads(meta.read_text())["settings"]
-    wanted = settings_of(train_command(args, exp, seed))
-    if recorded != wanted:
+    if recorded != settings:
         raise ReportError(f"{folder} was trained with other settings:\n  {' '.join(recorded)}\nnot\n  "
-                          f"{' '.join(wanted)}\nmove it away, or pick another --runs")
+                          f"{' '.join(settings)}\nmove it away, or pick another --runs")
     return "done" if (folder / "result.json").exists() else "partial"
 
 
-def train_one(args, exp, seed) -> float:
-    folder = run_dir(args, exp, seed)
+def run_state(args, exp, seed) -> str:
+    """folder_state of one report run."""
+    return folder_state(run_dir(args, exp, seed), settings_of(train_command(args, exp, seed)))
+
+
+def train_folder(folder: Path, cmd: list[str], record: dict, one_thread: bool) -> float:
+    """Run a scripts/train.py command into `folder` (run.json first: the record and the settings; stdout.log), with
+    one OpenBLAS and numba thread when `one_thread` (several runs at once). Returns the seconds it took."""
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = train_command(args, exp, seed)
-    write_atomic(folder / "run.json", json.dumps({"experiment": exp.name, "seed": seed, "command": " ".join(cmd),
+    write_atomic(folder / "run.json", json.dumps({**record, "command": " ".join(cmd),
                                                   "settings": settings_of(cmd)}, indent=2))
     env = dict(os.environ)
-    if args.jobs > 1:  # one core per run: numba's and OpenBLAS's pools would fight the other runs
+    if one_thread:  # one core per run: numba's and OpenBLAS's pools would fight the other runs
         env.update(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     t0 = time.time()
     with open(folder / "stdout.log", "a") as log:
         rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if rc != 0 or not (folder / "result.json").exists():
-        raise ReportError(f"training {exp.name} seed {seed} failed (exit {rc}); see {folder / 'stdout.log'}")
+        raise ReportError(f"training into {folder} failed (exit {rc}); see {folder / 'stdout.log'}")
+    return time.time() - t0
+
+
+def train_one(args, exp, seed) -> float:
+    folder = run_dir(args, exp, seed)
+    seconds = train_folder(folder, train_command(args, exp, seed), {"experiment": exp.name, "seed": seed},
+                           one_thread=args.jobs > 1)
     if exp.imagenet and "initialised" not in (folder / "train.log").read_text():
         raise ReportError(f"{folder}: the run did not start from {args.weights} (no 'initialised' in train.log)")
-    return time.time() - t0
+    return seconds
 
 
 def train_all(args, experiments, seeds) -> dict:

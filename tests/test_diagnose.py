@@ -1,0 +1,65 @@
+"""scripts/diagnose.py: finished runs (run.json with the configuration's settings, result.json, train.log) become
+DIAGNOSIS.md with the per-configuration table, the generalisation rule and the A/B sentences of pygeometry.stats;
+a folder made with other settings is refused. The runs here are written by hand (training is tested elsewhere)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+import diagnose  # noqa: E402
+
+METRIC_KEYS = ("translation_m", "translation_pct", "translation_dir_deg", "translation_scaled_m", "rotation_deg")
+
+
+def _table(scale):
+    def row(v):
+        return {k: {"mean": v * (i + 1), "median": v} for i, k in enumerate(METRIC_KEYS)}
+    return {"network": row(scale), "identity": row(1.0), "mean training pose": row(0.5)}
+
+
+def _fake_run(args, name, seed, test_scale, train_scale):
+    folder = args.runs / name / f"seed{seed}"
+    folder.mkdir(parents=True)
+    cmd = diagnose.train_command(args, name, seed)
+    (folder / "run.json").write_text(json.dumps({"settings": diagnose.settings_of(cmd)}))
+    (folder / "result.json").write_text(json.dumps({"test": _table(test_scale), "train": _table(train_scale)}))
+    (folder / "train.log").write_text(f"$ cmd\ntrained 3000 iterations in {100 + seed} s; final.caffemodel\n")
+
+
+def test_report_from_finished_runs(tmp_path):
+    args = diagnose.parse_args(["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+                                "--data-root", str(tmp_path / "data"), "--seeds", "1", "2"])
+    # reference: 0.20 / 0.22 on test, 0.05 on the training pairs (overfits); batchnorm clearly lower on test
+    for seed, scale in ((1, 0.20), (2, 0.22)):
+        _fake_run(args, "reference", seed, scale, 0.05)
+    for seed, scale in ((1, 0.10), (2, 0.11)):
+        _fake_run(args, "batchnorm", seed, scale, 0.09)
+    _fake_run(args, "lr1e-3", 1, 0.3, 0.3)  # one seed of two: not reported
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "diagnose.py"), "--no-train", "--runs",
+                           str(args.runs), "--results", str(args.results), "--data-root", str(args.data_root),
+                           "--seeds", "1", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (args.results / "DIAGNOSIS.md").read_text()
+    assert "`reference`" in text and "`batchnorm`" in text and "`lr1e-3`" not in text
+    # test translation, rotation, direction, scale-aligned; train translation, rotation; seconds (seed means)
+    assert "| 0.210 | 1.050 | 0.630 | 0.840 | 0.050 | 0.250 | 102 |" in text
+    assert "- `reference`: translation 4.20x, rotation 4.20x (overfits)" in text
+    assert "- `batchnorm`: translation 1.17x, rotation 1.17x\n" in text
+    assert "**normalisation: batch norm vs LRN** (`batchnorm` vs `reference`)" in text
+    assert "translation: 0.105 vs 0.21 m (-50%), **lower**" in text
+    assert "| baseline on synthetic: mean training pose | 0.500 | 2.500 | 1.500 | 2.000 |" in text
+    saved = json.loads((args.results / "diagnosis.json").read_text())
+    assert saved["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
+
+
+def test_a_folder_with_other_settings_is_refused(tmp_path):
+    args = diagnose.parse_args(["--runs", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")])
+    folder = args.runs / "reference" / "seed1"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"settings": ["--network", "other"]}))
+    with pytest.raises(diagnose.ReportError, match="trained with other settings"):
+        diagnose.train_missing(args)
