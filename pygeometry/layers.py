@@ -364,9 +364,8 @@ class RandomMirror(_Layer):
         n = blobs[0].data.shape[0]
         flip = (self.rng.uniform(size=n) < self.config.probability) if self.phase == caffe.TRAIN \
             else np.zeros(n, bool)
-        images, K, xi = mirror.mirror_pairs([b.data for b in blobs[:-2]], blobs[-2].data, blobs[-1].data, flip)
-        for i, a in enumerate(images + [K, xi]):
-            top[i].data[...] = a
+        mirror.mirror_pairs([b.data for b in blobs[:-2]], blobs[-2].data, blobs[-1].data, flip,
+                            out=[top[i].data for i in range(len(blobs))])
 
     def backward(self, top, propagate_down, bottom):
         pass  # data: nothing to learn through
@@ -402,8 +401,7 @@ class RandomColour(_Layer):
             order, gain = color.random_colour(self.rng, n, self.config.gain)
         else:
             order, gain = np.tile(np.arange(3), (n, 1)), np.ones(n)
-        for i, a in enumerate(color.recolour_pairs(images, order, gain)):
-            top[i].data[...] = a
+        color.recolour_pairs(images, order, gain, out=[top[i].data for i in range(len(images))])
 
     def backward(self, top, propagate_down, bottom):
         pass  # data: nothing to learn through

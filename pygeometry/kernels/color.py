@@ -15,25 +15,28 @@ import numpy as np
 PERMUTATIONS = np.array(list(itertools.permutations(range(3))))  # (6, 3): the orders of 3 channels
 
 
-def recolour_pairs(images, order, gain):
+def recolour_pairs(images, order, gain, out=None):
     """images[k][i] -> gain[i] * images[k][i][order[i]] for every image k (all with 3 channels) and pair i.
 
     Args:
         images: list of arrays (N, 3, H, W) (the source and the target of the same pairs).
         order: (N, 3) int, a permutation of (0, 1, 2) per pair (identity: [0, 1, 2]).
         gain: (N,) float, the gain per pair (1: none).
+        out: optional list of arrays like `images` to write into (a layer's tops), else new arrays.
 
     Returns:
-        list of new arrays like `images`.
+        the list of arrays written (`out`, or new arrays with the dtypes of `images`). Each pair is computed in
+        float64 (float32 input times a float64 gain) and rounded once to the output dtype.
     """
     order = np.asarray(order)
-    gain = np.asarray(gain)
-    out = []
-    for a in images:
+    gain = np.asarray(gain, dtype=np.float64)
+    if out is None:
+        out = [np.empty_like(a) for a in images]
+    for a, b in zip(images, out):
         if a.ndim != 4 or a.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got {a.shape}")
-        b = np.take_along_axis(a, order[:, :, None, None], axis=1)
-        out.append((b * gain[:, None, None, None]).astype(a.dtype))
+        for i in range(a.shape[0]):
+            b[i] = a[i][order[i]] * gain[i]
     return out
 
 

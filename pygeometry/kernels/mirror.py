@@ -18,30 +18,33 @@ import numpy as np
 POSE_SIGNS = np.array([-1.0, 1.0, 1.0, 1.0, -1.0, -1.0])  # xi = [tx, ty, tz, wx, wy, wz] -> xi' = POSE_SIGNS * xi
 
 
-def mirror_pairs(images, K, xi, flip):
-    """Mirror the pairs where `flip` is True; the others pass unchanged. New arrays, same dtypes.
+def mirror_pairs(images, K, xi, flip, out=None):
+    """Mirror the pairs where `flip` is True; the others pass unchanged.
 
     Args:
         images: list of arrays (N, C, H, W) (source, target, target depth, ...), mirrored along W.
         K: (N, 4) [fx, fy, cx, cy] or None.
         xi: (N, 6) pose vectors of src_T_tgt or None.
         flip: (N,) bool.
+        out: optional list of arrays to write into, like images + [K, xi] without the None ones (a layer's tops);
+            else new arrays with the same dtypes.
 
     Returns:
         (images', K', xi') with images' a list like `images`, K' and xi' None where K and xi are.
     """
-    flip = np.asarray(flip, dtype=bool)
-    out = []
-    for a in images:
-        b = np.array(a, copy=True)
-        b[flip] = b[flip][..., ::-1]
-        out.append(b)
-    K_out = xi_out = None
-    if K is not None:
+    idx = np.flatnonzero(np.asarray(flip, dtype=bool))
+    inputs = list(images) + [a for a in (K, xi) if a is not None]
+    out = list(out) if out is not None else [np.empty_like(np.asarray(a)) for a in inputs]
+    for a, b in zip(inputs, out):
+        b[...] = a
+    for a, b in zip(images, out):
+        b[idx] = np.asarray(a)[idx][..., ::-1]
+    rest = out[len(images):]
+    K_out = rest.pop(0) if K is not None else None
+    xi_out = rest.pop(0) if xi is not None else None
+    if K_out is not None:
         width = images[0].shape[-1]
-        K_out = np.array(K, copy=True)
-        K_out[flip, 2] = (width - 1) - K_out[flip, 2]
-    if xi is not None:
-        xi_out = np.array(xi, copy=True)
-        xi_out[flip] = xi_out[flip] * POSE_SIGNS.astype(xi_out.dtype)
-    return out, K_out, xi_out
+        K_out[idx, 2] = (width - 1) - np.asarray(K)[idx, 2]
+    if xi_out is not None:
+        xi_out[idx] = np.asarray(xi)[idx] * POSE_SIGNS.astype(xi_out.dtype)
+    return out[:len(images)], K_out, xi_out
