@@ -175,15 +175,22 @@ def markdown(results: dict, args) -> str:
              "| train translation m | train rotation deg | training s |", "|---|---|---|---|---|---|---|---|"]
     for name, e in results.items():
         t, tr = e["test"]["network"], e["train"]["network"]
-        lines.append(f"| `{name}`: {e['label']} | " + " | ".join(f"{mean(t[k]):.3f}" for k, _, _ in METRICS)
-                     + f" | {mean(tr['translation_m']):.3f} | {mean(tr['rotation_deg']):.3f} | "
+        lines.append(f"| `{name}`: {e['label']} | " + " | ".join(f"{mean(t[k]):.3g}" for k, _, _ in METRICS)
+                     + f" | {mean(tr['translation_m']):.3g} | {mean(tr['rotation_deg']):.3g} | "
                      f"{mean(e['seconds']):.0f} |")
     for data in sorted({CONFIGS[n].data for n in results}):
         name = next(n for n in results if CONFIGS[n].data == data)
         for base in ("identity", "mean training pose"):
             b = results[name]["test"][base]
-            lines.append(f"| baseline on {data}: {base} | " + " | ".join(f"{mean(b[k]):.3f}" for k, _, _ in METRICS)
+            lines.append(f"| baseline on {data}: {base} | " + " | ".join(f"{mean(b[k]):.3g}" for k, _, _ in METRICS)
                          + " | | | |")
+    lines += ["", "Test error / the better trivial baseline's (identity or mean training pose, per metric and dataset; "
+              "below 1 beats both):", "", "| configuration | " + " | ".join(m for _, m, _ in METRICS) + " |",
+              "|---|" + "---|" * len(METRICS)]
+    for name, e in results.items():
+        ratios = [mean(e["test"]["network"][k]) / min(mean(e["test"][b][k]) for b in ("identity", "mean training pose"))
+                  for k, _, _ in METRICS]
+        lines.append(f"| `{name}` | " + " | ".join(f"{r:.2f}x" for r in ratios) + " |")
     lines += ["", "Generalisation (rule: test error / train-split error of the same runs; above 1.5 the net fits its "
               "training pairs much better than new ones):", ""]
     for name, e in results.items():

@@ -46,12 +46,14 @@ def test_report_from_finished_runs(tmp_path):
     text = (args.results / "DIAGNOSIS.md").read_text()
     assert "`reference`" in text and "`batchnorm`" in text and "`lr1e-3`" not in text
     # test translation, rotation, direction, scale-aligned; train translation, rotation; seconds (seed means)
-    assert "| 0.210 | 1.050 | 0.630 | 0.840 | 0.050 | 0.250 | 102 |" in text
+    assert "| 0.21 | 1.05 | 0.63 | 0.84 | 0.05 | 0.25 | 102 |" in text
+    # ratios to the better baseline (the mean training pose here, 0.5 x the metric's factor)
+    assert "| `reference` | 0.42x | 0.42x | 0.42x | 0.42x |" in text
     assert "- `reference`: translation 4.20x, rotation 4.20x (overfits)" in text
     assert "- `batchnorm`: translation 1.17x, rotation 1.17x\n" in text
     assert "**normalisation: batch norm vs LRN** (`batchnorm` vs `reference`)" in text
     assert "translation: 0.105 vs 0.21 m (-50%), **lower**" in text
-    assert "| baseline on synthetic: mean training pose | 0.500 | 2.500 | 1.500 | 2.000 |" in text
+    assert "| baseline on synthetic: mean training pose | 0.5 | 2.5 | 1.5 | 2 |" in text
     saved = json.loads((args.results / "diagnosis.json").read_text())
     assert saved["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
 
@@ -63,3 +65,14 @@ def test_a_folder_with_other_settings_is_refused(tmp_path):
     (folder / "run.json").write_text(json.dumps({"settings": ["--network", "other"]}))
     with pytest.raises(diagnose.ReportError, match="trained with other settings"):
         diagnose.train_missing(args)
+
+
+def test_the_readme_block_is_the_committed_diagnosis():
+    """README's diagnosis figures are results/DIAGNOSIS.md's, written by the same run of scripts/diagnose.py
+    --readme (never typed by hand)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(diagnose.BEGIN, 1)[1].split(diagnose.END, 1)[0].strip()
+    committed = (REPO / "results" / "DIAGNOSIS.md").read_text()
+    assert committed.startswith("# What limits the pose networks\n\n")
+    assert block and block == committed.split("\n\n", 1)[1].strip()
+    assert block.startswith("Made by `scripts/diagnose.py --seeds")
