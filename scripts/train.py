@@ -92,6 +92,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+# Options that do not change what is trained (where it goes, how it is shown, what is evaluated at the end) and
+# --iters (a finished run may be continued for longer).
+NOT_SETTINGS = ("out", "resume", "no_progress", "val_interval", "snapshot_interval", "eval_train", "eval_split", "iters")
+
+
+def run_settings(args) -> dict:
+    """What defines a run: every option but NOT_SETTINGS (paths resolved), compared by --resume auto."""
+    return {k: (str(Path(v).resolve()) if isinstance(v, Path) else v)
+            for k, v in sorted(vars(args).items()) if k not in NOT_SETTINGS}
+
+
 def write_nets(args, out: Path, height: int, width: int):
     common = dict(fc=args.fc, alpha=args.alpha, trunk_lr_mult=args.trunk_lr_mult, mirror_seed=args.seed)
     for key, value in (("scale_t", args.scale_t), ("scale_w", args.scale_w), ("blur_sizes", args.blur), ("scales", args.scales),
@@ -306,6 +317,16 @@ def main(argv=None):
         validate_split(args.data / "test.txt", expected_hw=(height, width))
     except SplitError as exc:
         sys.exit(f"train.py: error: {exc}")
+    settings = run_settings(args)
+    if args.resume == "auto" and read_checkpoint(out):
+        recorded = json.loads((out / "settings.json").read_text()) if (out / "settings.json").exists() else None
+        if recorded != settings:
+            changed = ("it records no settings (an older version made it)" if recorded is None else
+                       "; ".join(f"{k}: {recorded.get(k)!r} then, {settings.get(k)!r} now"
+                                 for k in sorted(set(recorded) | set(settings)) if recorded.get(k) != settings.get(k)))
+            sys.exit(f"train.py: error: --resume auto: the run in {out} was made with other settings ({changed}); "
+                     f"resuming would mix two recipes. Use another --out, or delete {out} to start again")
+    write_atomic(out / "settings.json", json.dumps(settings, indent=1))
     try:
         files = write_nets(args, out, height, width)
     except ValueError as exc:  # an image size that downsample or a loss scale does not divide (nets.check_image_size)

@@ -41,6 +41,13 @@ def test_train_evaluate_and_resume(tmp_path, tiny_split):
     assert json.loads((out / "checkpoint.json").read_text())["iter"] == 9
     rows = (out / "curves.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows if r.endswith("train")] == list(range(1, 10))
+    # resuming with another recipe would mix two runs: refused, naming what changed, and nothing is touched
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    proc = subprocess.run(TRAIN + args + ["--iters", "12", "--resume", "auto", "--lr", "1e-3", "--mirror", "0.5"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "made with other settings (lr: 0.0002 then, 0.001 now; mirror: None then, 0.5 now)" in proc.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
     # --weights initialises a fresh run even with --resume auto (nothing to resume yet): init.caffemodel holds them
     fresh = tmp_path / "fresh"
