@@ -77,6 +77,7 @@ CONFIGS = {
 }
 # (a, b, what the difference measures)
 ABS = (
+    ("make_train", "reference", "the recipe: make train's now vs before issue 16"),
     ("batchnorm", "reference", "normalisation: batch norm vs LRN"),
     ("lr1e-3", "reference", "learning rate: 1e-3 vs 2e-4"),
     ("data_x4", "reference", "data size: 6400 vs 1600 training pairs"),
