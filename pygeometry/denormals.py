@@ -77,32 +77,31 @@ def loaded_openblas() -> list:
     return sorted(paths)
 
 
+def _openblas_functions(name: str, restype=ctypes.c_int) -> list:
+    """The function `name` of every loaded OpenBLAS that exports it (ctypes, no arguments)."""
+    functions = []
+    for path in loaded_openblas():
+        try:
+            function = getattr(ctypes.CDLL(path), name)
+        except (OSError, AttributeError):
+            continue
+        function.restype = restype
+        functions.append(function)
+    return functions
+
+
 def restart_openblas_threads() -> int:
     """Shut down the worker threads of every loaded OpenBLAS (blas_thread_shutdown_); each starts them again at its
     next threaded call, from the calling thread, so they inherit its MXCSR flags. Returns how many libraries did."""
-    count = 0
-    for path in loaded_openblas():
-        try:
-            shutdown = getattr(ctypes.CDLL(path), "blas_thread_shutdown_")
-        except (OSError, AttributeError):
-            continue
-        shutdown.restype = ctypes.c_int
+    shutdowns = _openblas_functions("blas_thread_shutdown_")
+    for shutdown in shutdowns:
         shutdown()
-        count += 1
-    return count
+    return len(shutdowns)
 
 
 def openblas_threads() -> int:
     """The largest thread count of the loaded OpenBLAS libraries (openblas_get_num_threads; 0 if none is loaded)."""
-    counts = [0]
-    for path in loaded_openblas():
-        try:
-            get = getattr(ctypes.CDLL(path), "openblas_get_num_threads")
-        except (OSError, AttributeError):
-            continue
-        get.restype = ctypes.c_int
-        counts.append(get())
-    return max(counts)
+    return max([0] + [get() for get in _openblas_functions("openblas_get_num_threads")])
 
 
 def flush_denormals() -> bool:

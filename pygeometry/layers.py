@@ -329,7 +329,19 @@ class PhotometricLoss(_Layer):
                                               scale, bottom[0].diff)
 
 
-class RandomMirror(_Layer):
+class _Augmentation(_Layer):
+    """A training augmentation on data blobs: as many tops as bottoms, a seeded random generator, no gradient."""
+
+    def check_setup(self, bottom, top):
+        if len(top) != len(bottom):
+            self.fail(f"needs as many tops as bottoms, got {len(bottom)} bottoms and {len(top)} tops")
+        self.rng = np.random.default_rng(self.config.seed)
+
+    def backward(self, top, propagate_down, bottom):
+        pass  # data: nothing to learn through
+
+
+class RandomMirror(_Augmentation):
     """Training augmentation: each pair mirrored left-right with probability p (pygeometry.kernels.mirror: images
     and depth along W, cx -> W - 1 - cx, xi -> [-tx, ty, tz, wx, -wy, -wz]); an exact copy in the TEST phase.
 
@@ -341,11 +353,6 @@ class RandomMirror(_Layer):
     CONFIG = cfg.RandomMirrorConfig
     BOTTOMS = (3, 16)
     TOPS = (3, 16)
-
-    def check_setup(self, bottom, top):
-        if len(top) != len(bottom):
-            self.fail(f"needs as many tops as bottoms, got {len(bottom)} bottoms and {len(top)} tops")
-        self.rng = np.random.default_rng(self.config.seed)
 
     def reshape(self, bottom, top):
         blobs = [bottom[i] for i in range(len(bottom))]  # pycaffe's blob vectors do not slice
@@ -367,11 +374,8 @@ class RandomMirror(_Layer):
         mirror.mirror_pairs([b.data for b in blobs[:-2]], blobs[-2].data, blobs[-1].data, flip,
                             out=[top[i].data for i in range(len(blobs))])
 
-    def backward(self, top, propagate_down, bottom):
-        pass  # data: nothing to learn through
 
-
-class RandomColour(_Layer):
+class RandomColour(_Augmentation):
     """Training augmentation: per pair, one random channel permutation and one gain in [1 - g, 1 + g], the same for
     all its images (pygeometry.kernels.color); an exact copy in the TEST phase.
 
@@ -382,11 +386,6 @@ class RandomColour(_Layer):
     CONFIG = cfg.RandomColourConfig
     BOTTOMS = (1, 8)
     TOPS = (1, 8)
-
-    def check_setup(self, bottom, top):
-        if len(top) != len(bottom):
-            self.fail(f"needs as many tops as bottoms, got {len(bottom)} bottoms and {len(top)} tops")
-        self.rng = np.random.default_rng(self.config.seed)
 
     def reshape(self, bottom, top):
         shape = bottom[0].data.shape
@@ -402,6 +401,3 @@ class RandomColour(_Layer):
         else:
             order, gain = np.tile(np.arange(3), (n, 1)), np.ones(n)
         color.recolour_pairs(images, order, gain, out=[top[i].data for i in range(len(images))])
-
-    def backward(self, top, propagate_down, bottom):
-        pass  # data: nothing to learn through
