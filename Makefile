@@ -3,7 +3,7 @@ PY := .venv/bin/python
 
 .PHONY: setup test test-blas train pose-fit data bench efficientnet report help
 help:
-	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion on the"
+	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion (8000 it., mirrored and recoloured pairs) on the"
 	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
 	@echo "make pose-fit  fit one pose to one rendered pair with caffe train (the smallest real job)"
 	@echo "make test    set up and run the test suite"
@@ -33,7 +33,8 @@ test-blas: setup
 
 train: setup
 	$(PY) scripts/make_dataset.py --out data/synthetic
-	$(PY) scripts/train.py --network early_fusion_photometric --data data/synthetic --out runs/default --resume auto
+	$(PY) scripts/train.py --network early_fusion_photometric --data data/synthetic --out runs/default --resume auto \
+	  --iters 8000 --mirror 0.5 --colour 0.2
 
 pose-fit: setup
 	$(PY) scripts/train_pose_fit.py
