@@ -356,9 +356,9 @@ class RandomMirror(_Augmentation):
 
     def reshape(self, bottom, top):
         blobs = [bottom[i] for i in range(len(bottom))]  # pycaffe's blob vectors do not slice
-        n, _, height, width = blobs[0].data.shape if blobs[0].data.ndim == 4 else (0, 0, 0, 0)
         if blobs[0].data.ndim != 4:
             self.fail(f"bottom 'image 0' must be an image (N, C, H, W), got {tuple(blobs[0].data.shape)}")
+        n, _, height, width = blobs[0].data.shape
         for i, b in enumerate(blobs[:-2]):
             self.expect_shape(f"image {i}", b.data.shape, (n, None, height, width))
         self.expect_shape("K", blobs[-2].data.shape, (n, 4))

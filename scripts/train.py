@@ -255,16 +255,16 @@ def snapshot(solver, out: Path) -> Path:
     return model
 
 
-def evaluate_split(deploy: Path, weights: Path, split, train_xi: np.ndarray, batch: int, max_pairs=None) -> dict:
+def evaluate_split(deploy: Path, weights: Path, split, train_xi: np.ndarray, batch: int, max_pairs=None):
     """Every metric of evaluation.METRICS (mean, median) on a split's pairs (its first max_pairs), for the network
-    and the trivial baselines (identity, the mean pose vector of train_xi)."""
+    and the trivial baselines (identity, the mean pose vector of train_xi). Returns (table, pairs evaluated)."""
     data = load_split(split, keys=("src", "tgt", "src_T_tgt"), optional=())
     keep = slice(0, max_pairs)
     src, tgt, gt = data["src"][keep], data["tgt"][keep], data["src_T_tgt"][keep]
     net = load_net(deploy, weights, src.shape[2], src.shape[3], split, batch)
     preds = {"network": predict(net, src, tgt, batch, progress=False)}
     preds.update(baseline_predictions(train_xi, len(src)))
-    return {name: summarize(pose_metrics(xi, gt)) for name, xi in preds.items()}
+    return {name: summarize(pose_metrics(xi, gt)) for name, xi in preds.items()}, len(src)
 
 
 def verdict_lines(table: dict) -> list:
@@ -290,9 +290,8 @@ def evaluate(args, out: Path, deploy: Path, weights: Path, log):
     splits += [(label, Path(path), None) for label, path in args.eval_split]
     results = {}
     for label, split, max_pairs in splits:
-        table = evaluate_split(deploy, weights, split, train_xi, args.batch, max_pairs)
+        table, pairs = evaluate_split(deploy, weights, split, train_xi, args.batch, max_pairs)
         results[label] = table
-        pairs = len(load_split(split, keys=("src_T_tgt",), optional=())["src_T_tgt"][slice(0, max_pairs)])
         log(f"{label} split: {pairs} pairs ({split}); baselines from the training poses")
         log(f"  {'':22s} " + " ".join(f"{m:>22s}" for m in METRICS) + "   (mean / median)")
         for name, row in table.items():

@@ -111,3 +111,12 @@ def test_bad_input_is_named(tmp_path):
     bad = dict(src=(4, 3, 5, 7), tgt=(4, 3, 5, 7), depth=(4, 1, 5, 7), K=(4, 3), xi=(4, 6))
     with pytest.raises(ValueError, match=r"bottom 'K' must have shape \(4, 4\)"):
         _mirror_net(tmp_path, caffe.TRAIN, shapes=bad)
+
+
+def test_nan_passes_through_mirrored(rng):
+    """A data layer's job is to move values, not judge them: NaN stays NaN, at its mirrored place (the geometry
+    layers downstream raise on it, naming themselves)."""
+    a = rng.normal(size=(2, 1, 3, 4))
+    a[0, 0, 1, 0] = np.nan
+    (out,), _, _ = mirror_pairs([a], None, None, np.array([True, False]))
+    assert np.isnan(out[0, 0, 1, 3]) and np.isnan(out).sum() == 1
