@@ -66,6 +66,20 @@ class RandomColourConfig:
     CHECKS = {"gain": (lambda v: 0 <= v < 1, "a number in [0, 1)"), "seed": (lambda v: v >= 0, "an integer >= 0")}
 
 
+@dataclasses.dataclass(frozen=True)
+class MinReprojectionLossConfig:
+    sources: int = 2
+    automask: bool = True
+    alpha: float = 0.85
+    CHECKS = {"sources": (lambda v: 1 <= v <= 16, "an integer in [1, 16]"),
+              "alpha": (lambda v: 0 <= v <= 1, "a number in [0, 1]")}
+
+
+@dataclasses.dataclass(frozen=True)
+class EdgeAwareSmoothnessConfig:
+    pass
+
+
 def check_K(layer: str, K, where: str = "param_str key 'K'"):
     """Validate intrinsics [fx, fy, cx, cy]: 4 finite numbers, fx > 0 and fy > 0."""
     if not isinstance(K, (list, tuple)) or len(K) != 4 or not all(
@@ -101,7 +115,11 @@ def parse_param_str(layer: str, param_str: str, config_cls):
             if value not in choices[key]:
                 raise ParamError(f"{layer}: param_str key {key!r} must be one of {list(choices[key])}, got {value!r}")
             values[key] = value
-        elif isinstance(default, int) and not isinstance(default, bool):
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ParamError(f"{layer}: param_str key {key!r} must be true or false, got {value!r}")
+            values[key] = value
+        elif isinstance(default, int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ParamError(f"{layer}: param_str key {key!r} must be an integer, got {value!r}")
             values[key] = value

@@ -12,6 +12,9 @@ Blob contract (docs/conventions.md):
     PinholeProjection  points (N,3,H,W) [, K (N,4)]             -> coords|flow (N,2,H,W) [, valid (N,1,H,W)]
     BilinearWarp       image (N,C,Hs,Ws), coords|flow (N,2,H,W) -> warped (N,C,H,W) [, valid (N,1,H,W)]
     PhotometricLoss    warped (N,C,H,W), target (N,C,H,W) [, mask (N,1,H,W)] -> loss (scalar)
+    MinReprojectionLoss  warped_1..S (N,C,H,W), target (N,C,H,W) [, unwarped_1..S (N,C,H,W)]
+                                                                -> loss (scalar) [, reprojected (N,1,H,W)]
+    EdgeAwareSmoothness  disp (N,1,H,W), image (N,C,H,W)         -> loss (scalar)
     RandomMirror       images (N,C,H,W)..., K (N,4), xi (N,6)    -> the same, mirrored at random (augmentation)
     RandomColour       images (N,3,H,W)...                      -> the same, recoloured at random (augmentation)
 
@@ -28,7 +31,8 @@ import numpy as np
 
 from . import config as cfg
 from .config import ParamError
-from .kernels import bilinear, color, mirror, photometric, projection, se3, transform_grid
+from .kernels import (bilinear, color, min_reprojection, mirror, photometric, projection, se3, smoothness,
+                      transform_grid)
 from .kernels.finite import count_nonfinite
 
 
@@ -327,6 +331,120 @@ class PhotometricLoss(_Layer):
                                                                   self._coefficients(warped))
         photometric.photometric_backward_into(warped, target, mask, self.config.alpha, self._coef, self._total,
                                               scale, bottom[0].diff)
+
+
+class MinReprojectionLoss(_Layer):
+    """warped_1..S (N, C, H, W), target (N, C, H, W) [, unwarped_1..S (N, C, H, W)] -> loss (scalar)
+    [, reprojected (N, 1, H, W)].
+
+    The per-pixel minimum over S sources of PhotometricLoss's per-pixel error, with Monodepth2's auto-masking:
+    given the unwarped sources too, a pixel whose best unwarped source matches the target better than every
+    warped one contributes that (constant) error instead (pygeometry.kernels.min_reprojection). The optional
+    second top is 1 where a warped source is used, 0 where the pixel is auto-masked (for monitoring: a pose
+    stuck at the identity, static frames). Only the warped sources get a gradient; the target and the unwarped
+    sources are data.
+
+    param_str: {"sources": S (default 2), "automask": true (then 2 S + 1 bottoms, else S + 1), "alpha": 0.85}.
+    Set loss_weight in the prototxt (netspec does). Like PhotometricLoss, the backward reuses what the forward
+    computed on the same bottoms.
+    """
+
+    CONFIG = cfg.MinReprojectionLossConfig
+    BOTTOMS = (2, 33)
+    TOPS = (1, 2)
+
+    def check_setup(self, bottom, top):
+        S = self.config.sources
+        expected = 2 * S + 1 if self.config.automask else S + 1
+        if len(bottom) != expected:
+            self.fail(f"with sources={S} and automask={str(self.config.automask).lower()} it takes {expected} "
+                      f"bottoms (warped_1..{S}, target{f', unwarped_1..{S}' if self.config.automask else ''}), "
+                      f"got {len(bottom)}")
+        self._state = None
+        self._work = None
+
+    def _names(self):
+        S = self.config.sources
+        return [f"warped_{s + 1}" for s in range(S)] + ["target"] + [f"unwarped_{s + 1}" for s in range(S)]
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].data.shape
+        if len(shape) != 4:
+            self.fail(f"bottom 'warped_1' must have shape (N, C, H, W), got {tuple(shape)}")
+        for name, i in zip(self._names(), range(len(bottom))):
+            self.expect_shape(name, bottom[i].data.shape, shape)
+        if self.config.alpha > 0 and (shape[2] < 2 or shape[3] < 2):
+            self.fail(f"SSIM (alpha > 0) needs H >= 2 and W >= 2, got {shape[2]}x{shape[3]}")
+        top[0].reshape()
+        if len(top) > 1:
+            top[1].reshape(shape[0], 1, shape[2], shape[3])
+        self._state = None
+
+    def _arrays(self, bottom):
+        S = self.config.sources
+        arrays = [bottom[i].data for i in range(len(bottom))]
+        for name, a in zip(self._names(), arrays):
+            self.check_finite(f"bottom '{name}'", a)
+        return arrays[:S], arrays[S], (arrays[S + 1:] if self.config.automask else None)
+
+    def forward(self, bottom, top):
+        warped, target, unwarped = self._arrays(bottom)
+        if self._work is None or self._work.shape != target.shape or self._work.dtype != target.dtype:
+            self._work = np.empty_like(target)
+        loss, self._state = min_reprojection.min_reprojection_forward(target, warped, unwarped, self.config.alpha,
+                                                                       self._work)
+        top[0].data[...] = loss
+        if len(top) > 1:
+            top[1].data[...] = self._state.reprojected
+
+    def backward(self, top, propagate_down, bottom):
+        S = self.config.sources
+        if not any(propagate_down[s] for s in range(S)):
+            return
+        if self._state is None:  # no forward since the last reshape
+            self.forward(bottom, top)
+        scale = float(top[0].diff.flat[0])
+        warped = [bottom[s].data for s in range(S)]
+        grads = [bottom[s].diff if propagate_down[s] else np.empty_like(warped[s]) for s in range(S)]
+        min_reprojection.min_reprojection_backward(bottom[S].data, warped, self.config.alpha, self._state, scale,
+                                                   grads)
+
+
+class EdgeAwareSmoothness(_Layer):
+    """disp (N, 1, H, W), image (N, C, H, W) -> loss (scalar): first-order smoothness of the disparity divided by
+    its per-image mean, weighted by exp(-|image gradient|) (Monodepth2; pygeometry.kernels.smoothness).
+
+    The disparity must be > 0 (a sigmoid output, or its affine map); the image gets no gradient. No param_str
+    keys. Set loss_weight in the prototxt (Monodepth2: 1e-3 / 2^s at scale s; netspec does).
+    """
+
+    CONFIG = cfg.EdgeAwareSmoothnessConfig
+    BOTTOMS = (2, 2)
+
+    def reshape(self, bottom, top):
+        d = bottom[0].data.shape
+        if len(d) != 4 or d[1] != 1:
+            self.fail(f"bottom 'disp' must have shape (N, 1, H, W), got {tuple(d)}")
+        if d[2] < 2 or d[3] < 2:
+            self.fail(f"needs H >= 2 and W >= 2, got {d[2]}x{d[3]}")
+        self.expect_shape("image", bottom[1].data.shape, (d[0], None, d[2], d[3]))
+        top[0].reshape()
+
+    def _disp(self, bottom):
+        disp = bottom[0].data
+        self.check_finite("bottom 'disp'", disp)
+        if disp.min() <= 0:
+            self.fail(f"bottom 'disp' must be > 0 (a disparity), min {disp.min():g}")
+        self.check_finite("bottom 'image'", bottom[1].data)
+        return disp
+
+    def forward(self, bottom, top):
+        top[0].data[...] = smoothness.smoothness_forward(self._disp(bottom), bottom[1].data)
+
+    def backward(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            scale = float(top[0].diff.flat[0])
+            bottom[0].diff[...] = scale * smoothness.smoothness_backward(self._disp(bottom), bottom[1].data)
 
 
 class _Augmentation(_Layer):

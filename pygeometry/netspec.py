@@ -77,3 +77,22 @@ def random_colour(images, gain=None, seed=None, **kwargs):
     for all its images) in the training phase (RandomColour)."""
     return _python_layer("RandomColour", cfg.RandomColourConfig, list(images), {"gain": gain, "seed": seed},
                          ntop=len(images), **kwargs)
+
+
+def min_reprojection_loss(warped, target, unwarped=None, alpha=None, with_reprojected=False, loss_weight=1.0,
+                          **kwargs):
+    """warped: S blobs (N, C, H, W), target (N, C, H, W) [, unwarped: S blobs (auto-masking)] -> scalar loss
+    [, reprojected (N, 1, H, W) if with_reprojected]."""
+    warped = list(warped)
+    bottoms = warped + [target] + list(unwarped or [])
+    if with_reprojected and not isinstance(loss_weight, (list, tuple)):
+        loss_weight = [loss_weight, 0.0]  # the map is for monitoring, not a loss
+    return _python_layer("MinReprojectionLoss", cfg.MinReprojectionLossConfig, bottoms,
+                         {"sources": len(warped), "automask": unwarped is not None, "alpha": alpha},
+                         ntop=2 if with_reprojected else 1, loss_weight=loss_weight, **kwargs)
+
+
+def edge_aware_smoothness(disp, image, loss_weight=1.0, **kwargs):
+    """disp (N, 1, H, W) > 0, image (N, C, H, W) -> scalar loss (weight it: Monodepth2 uses 1e-3 / 2^s)."""
+    return _python_layer("EdgeAwareSmoothness", cfg.EdgeAwareSmoothnessConfig, [disp, image], {},
+                         loss_weight=loss_weight, **kwargs)

@@ -47,6 +47,19 @@ BAD_SETUPS = [
     ("PhotometricLoss", {"w": (2, 3, 4, 5), "t": (2, 3, 4, 5)}, '{"alpha": 1.5}', r"'alpha' must be a number in \[0, 1\]"),
     ("PhotometricLoss", {"w": (2, 3, 4, 5), "t": (2, 3, 4, 5)}, '{"alpha": true}', r"'alpha' must be a finite number"),
     ("PhotometricLoss", {"w": (2, 3, 4, 5)}, "{}", r"expected 2 to 3 bottom blobs, got 1"),
+    ("MinReprojectionLoss", {"w1": (2, 3, 4, 5), "w2": (2, 3, 4, 5), "t": (2, 3, 4, 5)}, "{}",
+     r"MinReprojectionLoss: with sources=2 and automask=true it takes 5 bottoms \(warped_1..2, target, "
+     r"unwarped_1..2\), got 3"),
+    ("MinReprojectionLoss", {"w1": (2, 3, 4, 5), "w2": (2, 3, 4, 5), "t": (2, 3, 4, 6)}, '{"automask": false}',
+     r"bottom 'target' must have shape \(2, 3, 4, 5\)"),
+    ("MinReprojectionLoss", {"w1": (2, 3, 4, 5), "t": (2, 3, 4, 5)}, '{"sources": 1, "automask": "yes"}',
+     r"'automask' must be true or false"),
+    ("MinReprojectionLoss", {"w1": (2, 3, 4, 5), "t": (2, 3, 4, 5)}, '{"sources": 0}', r"'sources' must be an integer in"),
+    ("MinReprojectionLoss", {"w1": (2, 3, 1, 5), "t": (2, 3, 1, 5)}, '{"sources": 1, "automask": false}',
+     r"SSIM \(alpha > 0\) needs H >= 2"),
+    ("EdgeAwareSmoothness", {"d": (2, 2, 4, 5), "im": (2, 3, 4, 5)}, "{}", r"bottom 'disp' must have shape \(N, 1, H, W\)"),
+    ("EdgeAwareSmoothness", {"d": (2, 1, 4, 5), "im": (2, 3, 4, 6)}, "{}", r"bottom 'image' must have shape \(2, \*, 4, 5\)"),
+    ("EdgeAwareSmoothness", {"d": (2, 1, 4, 5), "im": (2, 3, 4, 5)}, '{"weight": 1}', r"unknown param_str key 'weight'"),
 ]
 
 
@@ -79,6 +92,12 @@ NAN_CASES = [
     ("coords", lambda r: {"image": np.ones((1, 1, 3, 3), np.float32),
                           "coords": np.array([0, np.nan, 1, 1, 0, 0, 1, 1], np.float32).reshape(1, 2, 2, 2)},
      G.bilinear_warp, ["warped"]),
+    ("unwarped_2", lambda r: {"w1": np.ones((1, 3, 2, 2), np.float32), "w2": np.ones((1, 3, 2, 2), np.float32),
+                              "t": np.ones((1, 3, 2, 2), np.float32), "u1": np.ones((1, 3, 2, 2), np.float32),
+                              "u2": np.full((1, 3, 2, 2), np.inf, np.float32)},
+     lambda *b, **kw: G.min_reprojection_loss(b[:2], b[2], b[3:], **kw), ["loss"]),
+    ("disp", lambda r: {"disp": np.array([1, np.nan, 1, 1], np.float32).reshape(1, 1, 2, 2),
+                        "image": np.ones((1, 3, 2, 2), np.float32)}, G.edge_aware_smoothness, ["loss"]),
     ("target", lambda r: {"warped": np.ones((1, 1, 2, 2), np.float32),
                           "target": np.array([0, np.nan, 1, 1], np.float32).reshape(1, 1, 2, 2)},
      G.photometric_loss, ["loss"]),
@@ -124,6 +143,13 @@ def test_negative_mask_is_an_error():
                "m": -np.ones((1, 1, 2, 2), np.float32)}
     net = layer_net(bottoms, G.photometric_loss, ["loss"])
     with pytest.raises(ParamError, match="mask' must be >= 0"):
+        net.forward()
+
+
+def test_non_positive_disparity_is_an_error():
+    bottoms = {"d": np.array([1, 0, 1, 1], np.float32).reshape(1, 1, 2, 2), "im": np.ones((1, 3, 2, 2), np.float32)}
+    net = layer_net(bottoms, G.edge_aware_smoothness, ["loss"])
+    with pytest.raises(ParamError, match=r"EdgeAwareSmoothness: bottom 'disp' must be > 0 \(a disparity\), min 0"):
         net.forward()
 
 

@@ -9,6 +9,8 @@ import pytest
 import caffe
 from pygeometry.testing import bottom_blob, check_layer, check_net_gradients, layer_net
 from pygeometry import netspec as G
+from pygeometry.kernels.min_reprojection import min_reprojection_reference
+from pygeometry.kernels.smoothness import smoothness_backward, smoothness_forward
 from pygeometry.kernels import (bilinear_backward, bilinear_forward, photometric_backward, photometric_forward,
                                 projection_backward, projection_forward, se3_backward, se3_forward,
                                 transform_grid_backward, transform_grid_forward)
@@ -113,7 +115,56 @@ def case_loss(rng, alpha, with_mask):
                 backward=backward)
 
 
+def case_min_reprojection(rng, automask, with_reprojected):
+    """Two sources, each the better one on its own half of the image, and (auto-masking) unwarped sources that
+    beat both on the top two rows: every pixel's choice is clear by a margin far above the check's step, and
+    every |warped - target| is away from the L1 kink."""
+    target = rng.uniform(0.2, 0.8, size=(2, 3, 6, 7))
+    sign = lambda: np.where(rng.uniform(size=target.shape) > 0.5, 1, -1)  # noqa: E731
+    left = np.arange(7) < 4
+    near, far = rng.uniform(0.05, 0.08, size=target.shape), rng.uniform(0.3, 0.35, size=target.shape)
+    b = {"warped_1": target + sign() * np.where(left, near, far), "warped_2": target + sign() * np.where(left, far, near),
+         "target": target}
+    if automask:
+        exact = np.arange(6)[:, None] < 2
+        for s in (1, 2):
+            b[f"unwarped_{s}"] = target + sign() * np.where(exact, 0.01, 0.4) * (1 + 0.1 * s)
+    b = {k: v.astype(f32) for k, v in b.items()}
+    # the reference in float64 on the same float32 values (the fast kernel computes SSIM in float64)
+    warped = lambda b: [b["warped_1"].astype(float), b["warped_2"].astype(float)]  # noqa: E731
+    unwarped = (lambda b: [b["unwarped_1"].astype(float), b["unwarped_2"].astype(float)]) if automask \
+        else (lambda b: None)
+
+    def forward(b):
+        loss, _, reprojected = min_reprojection_reference(b["target"].astype(float), warped(b), unwarped(b), 0.85)
+        return [loss, reprojected][:2 if with_reprojected else 1]
+
+    def backward(b, g):
+        _, grads, _ = min_reprojection_reference(b["target"].astype(float), warped(b), unwarped(b), 0.85)
+        return {"warped_1": grads[0], "warped_2": grads[1]}
+
+    def layer(*bottoms, **kwargs):
+        return G.min_reprojection_loss(bottoms[:2], bottoms[2], bottoms[3:] or None, alpha=0.85,
+                                       with_reprojected=with_reprojected, **kwargs)
+    return dict(bottoms=b, tops=["loss", "reprojected"][:2 if with_reprojected else 1],
+                grads=["warped_1", "warped_2"], layer=layer, loss=True, forward=forward, backward=backward)
+
+
+def case_smoothness(rng):
+    """A disparity whose neighbours differ by at least 0.05 (away from the |.| kink at the check's step)."""
+    i, j = np.meshgrid(np.arange(5), np.arange(6), indexing="ij")
+    disp = 0.2 + 0.07 * (i + 2 * j) + rng.uniform(0, 0.02, size=(2, 1, 5, 6))
+    image = rng.uniform(size=(2, 3, 5, 6))
+    b = {"disp": disp.astype(f32), "image": image.astype(f32)}
+    return dict(bottoms=b, tops=["loss"], grads=["disp"], layer=G.edge_aware_smoothness, loss=True,
+                forward=lambda b: [smoothness_forward(b["disp"], b["image"])],
+                backward=lambda b, g: {"disp": smoothness_backward(b["disp"], b["image"])})
+
+
 CASES = {
+    "minrepro-automask": lambda r: case_min_reprojection(r, True, False),
+    "minrepro-plain-map": lambda r: case_min_reprojection(r, False, True),
+    "smoothness": case_smoothness,
     "se3-direct": lambda r: case_se3(r, "direct"),
     "se3-exp": lambda r: case_se3(r, "se3_exp"),
     "grid-K-param": lambda r: case_grid(r, False),
@@ -214,6 +265,7 @@ def test_warp_training_path_finite_differences(rng):
 
 
 LOSS_CASES = ["loss-l1", "loss-ssim-mask"]  # every loss-like layer: PhotometricLoss with and without SSIM
+DEPTH_LOSS_CASES = ["minrepro-automask", "minrepro-plain-map", "smoothness"]
 
 
 @pytest.mark.parametrize("name", LOSS_CASES)
@@ -242,13 +294,14 @@ def test_loss_training_path(name, rng):
 
 
 @pytest.mark.parametrize("loss_weight", [0.3, 2.0])
-@pytest.mark.parametrize("name", LOSS_CASES)
+@pytest.mark.parametrize("name", LOSS_CASES + DEPTH_LOSS_CASES)
 def test_loss_weight_scales_the_bottom_diffs(name, loss_weight, rng):
     """A loss top with loss_weight w: Caffe sets its diff to w, and the bottom diffs are w times the kernel's
     gradient, for warped and target alike; central differences of w * loss agree (checked against the gradient's
     own size: a dropped w, a zero or a flipped gradient fails however small the loss gradient is)."""
     case = CASES[name](rng)
-    net = layer_net(case["bottoms"], case["layer"], case["tops"], loss_weight=[loss_weight])
+    net = layer_net(case["bottoms"], case["layer"], case["tops"],
+                    loss_weight=[loss_weight] + [0.0] * (len(case["tops"]) - 1))
     assert net.blob_loss_weights["loss"] == pytest.approx(loss_weight)
     net.forward()
     net.backward()

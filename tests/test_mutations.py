@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import test_kernel_bilinear
+import test_kernel_depth_losses
 import test_kernel_geometry
 import test_kernel_photometric
 import test_kernel_se3
 import test_layers
 from pygeometry import layers
-from pygeometry.kernels import bilinear, photometric, projection, se3, transform_grid
+from pygeometry.kernels import bilinear, min_reprojection, photometric, projection, se3, smoothness, transform_grid
 
 
 def _patch_everywhere(monkeypatch, owner, attr, make_mutant):
@@ -146,6 +147,34 @@ def layer_ignores_loss_weight(orig):
     return mutant
 
 
+def min_reprojection_halved(orig):
+    def mutant(target, warped, alpha, state, scale, grads):
+        return orig(target, warped, alpha, state, 0.5 * scale, grads)
+    return mutant
+
+
+def min_reprojection_ssim_weights_dropped(orig):
+    """The SSIM derivatives forgotten (as if the forward had not kept them): only the L1 part's gradient is left."""
+    def mutant(target, warped, alpha, state, scale, grads):
+        for g, x in zip(grads, warped):
+            g[...] = 0
+        kept = state._replace(coef=[None] * len(state.coef))
+        return orig(target, warped, 0.0, kept, scale * (1 - alpha), grads)
+    return mutant
+
+
+def smoothness_halved(orig):
+    def mutant(disp, image):
+        return 0.5 * orig(disp, image)
+    return mutant
+
+
+def smoothness_sign(orig):
+    def mutant(disp, image):
+        return -orig(disp, image)
+    return mutant
+
+
 def _rng():
     return np.random.default_rng(12345)
 
@@ -192,6 +221,23 @@ MUTATIONS = {
     "fast loss factor": (photometric, "photometric_backward_into", fast_loss_halved, [
         (test_kernel_photometric.test_fast_gradients, dict(alpha=0.0)),
         (test_layers.test_loss_training_path, dict(name="loss-l1"))]),
+    "min-reprojection factor": (min_reprojection, "min_reprojection_backward", min_reprojection_halved, [
+        (test_kernel_depth_losses.test_min_reprojection_gradient, dict(alpha=0.85, automask=True)),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="minrepro-automask"))]),
+    "min-reprojection SSIM term dropped": (min_reprojection, "min_reprojection_backward",
+                                           min_reprojection_ssim_weights_dropped, [
+        (test_kernel_depth_losses.test_min_reprojection_gradient, dict(alpha=0.85, automask=False)),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="minrepro-plain-map"))]),
+    "smoothness factor": (smoothness, "smoothness_backward", smoothness_halved, [
+        (test_kernel_depth_losses.test_smoothness_gradient, {}),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="smoothness"))]),
+    "smoothness sign": (smoothness, "smoothness_backward", smoothness_sign, [
+        (test_kernel_depth_losses.test_smoothness_gradient, {}),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="smoothness"))]),
+    "min-reprojection loss_weight ignored": (layers.MinReprojectionLoss, "backward", layer_ignores_loss_weight, [
+        (test_layers.test_loss_weight_scales_the_bottom_diffs, dict(name="minrepro-automask", loss_weight=0.3))]),
+    "smoothness loss_weight ignored": (layers.EdgeAwareSmoothness, "backward", layer_ignores_loss_weight, [
+        (test_layers.test_loss_weight_scales_the_bottom_diffs, dict(name="smoothness", loss_weight=2.0))]),
     "loss_weight ignored": (layers.PhotometricLoss, "backward", layer_ignores_loss_weight, [
         (test_layers.test_loss_weight_scales_the_bottom_diffs, dict(name="loss-l1", loss_weight=0.3)),
         (test_layers.test_loss_weight_scales_the_bottom_diffs, dict(name="loss-ssim-mask", loss_weight=2.0))]),

@@ -159,12 +159,13 @@ def _reflect(i, n):
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim):
+def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim, emap, keep_map):
     """Per plane (n, c): l1[plane] = sum_p m_p |x - y| and dssim[plane] = sum_p m_p (1 - SSIM_p) / 2 (float64,
     (N * C,) each; allocated by the caller, as any array expression here would be a parallel loop of its own,
     each launch costing more than a small image's work), and when keep, the SSIM
     derivatives coef[0] = dS/dmu_x - 2 mu_x dS/ds_xx - mu_y dS/ds_xy, coef[1] = dS/ds_xx, coef[2] = dS/ds_xy at
-    every pixel (the backward's only need; see ssim_backward)."""
+    every pixel (the backward's only need; see ssim_backward), and when keep_map, the unmasked per-pixel,
+    per-channel error emap[n, c] = (1 - alpha) |x - y| + alpha (1 - SSIM) / 2 (N, C, H, W)."""
     N, C, H, W = x.shape
     with_ssim = alpha > 0
     for plane in numba.prange(N * C):
@@ -195,7 +196,10 @@ def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim):
             i0, i2 = _reflect(i - 1, H), _reflect(i + 1, H)
             for j in range(W):
                 m = np.float64(mask[n, 0, i, j]) if has_mask else 1.0
-                e_l1 += m * abs(np.float64(x[n, c, i, j]) - np.float64(y[n, c, i, j]))
+                d_abs = abs(np.float64(x[n, c, i, j]) - np.float64(y[n, c, i, j]))
+                e_l1 += m * d_abs
+                if keep_map and not with_ssim:
+                    emap[n, c, i, j] = d_abs
                 if with_ssim:
                     mu_x = (hs[0, i0, j] + hs[0, i, j] + hs[0, i2, j]) / 9.0
                     mu_y = (hs[1, i0, j] + hs[1, i, j] + hs[1, i2, j]) / 9.0
@@ -209,6 +213,8 @@ def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim):
                     den = d1 * d2
                     S = n1 * n2 / den
                     e_ssim += m * (1.0 - S) * 0.5
+                    if keep_map:
+                        emap[n, c, i, j] = (1.0 - alpha) * d_abs + alpha * (1.0 - S) * 0.5
                     if keep:
                         dS_dmux = (2.0 * mu_y * n2 - S * 2.0 * mu_x * d2) / den
                         dS_dsvar = -S * d1 / den
@@ -283,6 +289,40 @@ def _kernel_mask(mask, warped):
     return np.ascontiguousarray(mask), True
 
 
+_NO_MAP = np.empty((1, 1, 1, 1))
+
+
+def photometric_error_map_into(warped, target, alpha, emap, coef=None):
+    """The per-pixel error e_p of the module docstring (unmasked, averaged over channels), fast.
+
+    Args:
+        warped, target: (N, C, H, W) float32 or float64, C-contiguous.
+        alpha: SSIM weight in [0, 1].
+        emap: (N, C, H, W) of warped's dtype, filled with the per-channel errors (work space).
+        coef: None, or (3, N, C, H, W) as for :func:`photometric_forward_into`, filled for the backward
+            (:func:`weighted_error_backward_into`).
+
+    Returns:
+        e (N, H, W) float64, the error per pixel averaged over the C channels.
+    """
+    N, C, H, W = warped.shape
+    keep = coef is not None and alpha > 0
+    coef_arg = coef if keep else np.empty((3, 1, 1, 1, 1), warped.dtype)
+    l1, dssim = np.empty(N * C), np.empty(N * C)
+    _forward_kernel(warped, target, np.ones((1, 1, 1, 1), warped.dtype), False, float(alpha), coef_arg, keep, l1,
+                    dssim, emap, True)
+    return emap.mean(axis=1, dtype=np.float64)
+
+
+def weighted_error_backward_into(warped, target, weights, alpha, coef, grad_warped):
+    """grad_warped = d(sum_p w_p e_p)/dwarped for the per-pixel errors e of :func:`photometric_error_map_into`
+    (coef as it filled; may be None when alpha == 0) and weights w (N, 1, H, W) (no gradient)."""
+    C = warped.shape[1]
+    coef_arg = coef if alpha > 0 else np.empty((3, 1, 1, 1, 1), warped.dtype)
+    _backward_kernel(warped, target, np.ascontiguousarray(weights), True, float(alpha), coef_arg, 1.0 / C,
+                     grad_warped)
+
+
 def photometric_forward_into(warped, target, mask=None, alpha=0.0, coef=None):
     """The loss of :func:`photometric_forward`, fast, keeping what the backward needs.
 
@@ -302,7 +342,7 @@ def photometric_forward_into(warped, target, mask=None, alpha=0.0, coef=None):
     keep = coef is not None and alpha > 0
     coef_arg = coef if keep else np.empty((3, 1, 1, 1, 1), warped.dtype)
     l1, dssim = np.empty(N * C), np.empty(N * C)
-    _forward_kernel(warped, target, m, has_mask, float(alpha), coef_arg, keep, l1, dssim)
+    _forward_kernel(warped, target, m, has_mask, float(alpha), coef_arg, keep, l1, dssim, _NO_MAP, False)
     if total <= 0:
         return 0.0, total
     return float(((1 - alpha) * l1.sum() + alpha * dssim.sum()) / (total * C)), total
