@@ -414,7 +414,8 @@ class EdgeAwareSmoothness(_Layer):
     """disp (N, 1, H, W), image (N, C, H, W) -> loss (scalar): first-order smoothness of the disparity divided by
     its per-image mean, weighted by exp(-|image gradient|) (Monodepth2; pygeometry.kernels.smoothness).
 
-    The disparity must be > 0 (a sigmoid output, or its affine map); the image gets no gradient. No param_str
+    The disparity must be >= 0 (a sigmoid output, or its affine map; an all-zero image's loss is 0); the image gets
+    no gradient. No param_str
     keys. Set loss_weight in the prototxt (Monodepth2: 1e-3 / 2^s at scale s; netspec does).
     """
 
@@ -433,8 +434,8 @@ class EdgeAwareSmoothness(_Layer):
     def _disp(self, bottom):
         disp = bottom[0].data
         self.check_finite("bottom 'disp'", disp)
-        if disp.min() <= 0:
-            self.fail(f"bottom 'disp' must be > 0 (a disparity), min {disp.min():g}")
+        if disp.min() < 0:
+            self.fail(f"bottom 'disp' must be >= 0 (a disparity), min {disp.min():g}")
         self.check_finite("bottom 'image'", bottom[1].data)
         return disp
 

@@ -16,7 +16,7 @@ NORMS = ("lrn", "batch")
 
 
 def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="he", in_channels=3,
-                  cut="pool5", conv_std=0.01, fc_std=0.005, norm="lrn"):
+                  cut="pool5", conv_std=0.01, fc_std=0.005, norm="lrn", conv1_pad=0):
     """Add BVLC AlexNet conv1..conv5 (+ fc6, fc7 when fc) on `data` to NetSpec `n`; returns the last top.
 
     Args:
@@ -39,6 +39,9 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
             training, the running averages in the TEST phase) and <conv>_scale (Scale with bias: the learned
             per-channel gain and offset, started at 1 and 0)). The convolutions keep their BVLC names and biases,
             so ImageNet weights still load by name. The siamese branches share the statistics and the gains.
+        conv1_pad: conv1's zero padding (BVLC: 0). 5 makes conv1's output exactly H/4 x W/4 and, with Caffe's
+            ceil-mode pooling, pool1, pool2 and pool5 exactly 1/8, 1/16 and 1/32 when H and W are multiples of 32
+            (what an encoder-decoder with skips needs); the weights' shapes do not change.
     """
     from caffe import layers as L, params as P
 
@@ -92,7 +95,7 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
         setattr(n, prefix + name, top)
         return top
 
-    x = lrn(conv(data, "conv1", 96, 11, stride=4), "norm1")
+    x = lrn(conv(data, "conv1", 96, 11, stride=4, pad=conv1_pad), "norm1")
     x = pool(x, "pool1")
     x = lrn(conv(x, "conv2", 256, 5, pad=2, group=2), "norm2")
     x = pool(x, "pool2")

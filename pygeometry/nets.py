@@ -52,11 +52,15 @@ def preprocess(n, rgb, name):
     return out
 
 
-def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_W, dropout=0.0):
+def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_W, dropout=0.0, identity_start=False):
     """features -> fc_pose1 (hidden, ReLU) -> fc_pose (6) -> xi = [scale_t * fc_pose[:3], scale_w * fc_pose[3:]].
 
     dropout > 0 adds Dropout with that ratio on the features and on fc_pose1's output (training phase only; Caffe
     scales the kept units by 1 / (1 - ratio), so the TEST phase needs no change).
+
+    identity_start: the last layer starts at zero (weights and bias), so the pose starts exactly at the identity
+    whatever the features' size (Depth-VO-Feat's choice; it still learns: its weights' gradient is the hidden
+    activations times the pose's gradient). Otherwise its weights are Gaussian with std 0.01.
 
     The output scales put the typical motion (decimetres, degrees) at fc_pose values of order one, where Adam's
     fixed step size suits them; with both scales equal the network reached one metre in 0.01 steps of the last
@@ -71,7 +75,8 @@ def pose_head(n, features, hidden=512, scale_t=POSE_SCALE_T, scale_w=POSE_SCALE_
     hidden_top = n.relu_pose1
     if dropout > 0:
         hidden_top = n.drop_pose1 = L.Dropout(n.relu_pose1, dropout_ratio=dropout, in_place=True)
-    n.fc_pose = L.InnerProduct(hidden_top, num_output=6, weight_filler=dict(type="gaussian", std=0.01),
+    n.fc_pose = L.InnerProduct(hidden_top, num_output=6, weight_filler=dict(type="constant", value=0.0)
+                               if identity_start else dict(type="gaussian", std=0.01),
                                bias_filler=dict(type="constant", value=0))
     if scale_t == scale_w:
         n.xi = L.Power(n.fc_pose, scale=scale_t)

@@ -19,6 +19,13 @@ motion that curves and comes back) and writes the N - 1 consecutive pairs (targe
 as the split `sequence` (<out>/sequence_000.h5, <out>/sequence.txt) with frame numbers and timestamps (10 Hz),
 so scripts/evaluate.py chains them into a trajectory:
     scripts/make_dataset.py --sequence 24 --out data/sequence
+
+With --triplets it renders instead, per sample, three frames of a short clip (render_triplet: the target and the
+frames one motion step before and after it) in a scene varied in layout, size and camera height (varied_scene),
+in the triplet format (src_prev, tgt, src_next, tgt_depth, K, prev_T_tgt, next_T_tgt, xi_prev, xi_next), for
+learning depth and pose from video. --static P renders a fraction P of them with a still camera (counted in
+dataset.json). The embedded default data of `make train-depth`:
+    scripts/make_dataset.py --triplets --out data/synthetic_depth
 """
 from __future__ import annotations
 
@@ -36,10 +43,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
+from pygeometry.data.hdf5 import KEYS, TRIPLET_KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
 from pygeometry.files import write_atomic  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
-from pygeometry.render import MOTIONS, pose_vector_from_matrix, render_pair, render_sequence  # noqa: E402
+from pygeometry.render import (MOTIONS, pose_vector_from_matrix, render_pair, render_sequence,  # noqa: E402
+                               render_triplet)
 
 SPLITS = ("train", "val", "test")
 
@@ -51,7 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--val", type=int, default=96, help="validation pairs (default 96)")
     p.add_argument("--test", type=int, default=200, help="test pairs (default 200)")
     p.add_argument("--height", type=int, default=64, help="image height (default 64)")
-    p.add_argument("--width", type=int, default=208, help="image width (default 208)")
+    p.add_argument("--width", type=int, default=None,
+                   help="image width (default 208; with --triplets 224, a multiple of the depth encoder's stride 32)")
     p.add_argument("--motion", choices=MOTIONS, default="driving",
                    help="camera motion distribution (default driving: forward 0.3-1 m, yaw within 3 deg)")
     p.add_argument("--motion-scale", type=float, default=1.0, help="multiplies every motion magnitude")
@@ -64,11 +73,30 @@ def parse_args(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bar (a bar shows only on a terminal)")
     p.add_argument("--sequence", type=int, default=0, metavar="N",
                    help="render one N-frame camera path (a trajectory) instead of the train/val/test splits")
-    return p.parse_args(argv)
+    p.add_argument("--triplets", action="store_true",
+                   help="render triplets (previous frame, target, next frame) for depth learning instead of pairs")
+    p.add_argument("--static", type=float, default=0.05,
+                   help="with --triplets: fraction of triplets with a still camera (default 0.05)")
+    args = p.parse_args(argv)
+    if args.width is None:
+        args.width = 224 if args.triplets else 208
+    if not 0 <= args.static <= 1:
+        p.error(f"--static must be in [0, 1], got {args.static}")
+    return args
+
+
+def _is_static(seed: int, cfg) -> bool:
+    """Whether the triplet of this seed has a still camera (a fraction cfg['static'] of them, by the seed alone)."""
+    return bool(np.random.default_rng([seed, 7]).uniform() < cfg["static"])
 
 
 def _render(job):
     seed, cfg = job
+    if cfg.get("triplets"):
+        t = render_triplet(seed, height=cfg["height"], width=cfg["width"], motion=cfg["motion"],
+                           supersample=cfg["supersample"], photometric_jitter=cfg["jitter"],
+                           static=_is_static(seed, cfg), motion_scale=cfg["motion_scale"])
+        return {k: t[k] for k in TRIPLET_KEYS}
     pair = render_pair(seed, height=cfg["height"], width=cfg["width"], motion=cfg["motion"],
                        supersample=cfg["supersample"], motion_scale=cfg["motion_scale"],
                        photometric_jitter=cfg["jitter"])
@@ -80,9 +108,10 @@ def _complete(path: Path, count: int, cfg) -> bool:
     older version counts as incomplete and is rendered again (the same pairs: every scene comes from its seed),
     because Caffe's HDF5Data reads it 7x slower in the training loop (pygeometry.data.hdf5.DatasetWriter)."""
     try:
+        keys = TRIPLET_KEYS if cfg.get("triplets") else KEYS
         with h5py.File(path, "r") as f:
-            return (all(f[k].shape[0] == count for k in KEYS) and f["src"].shape[2:] == (cfg["height"], cfg["width"])
-                    and f["src"].compression is None)
+            return (all(f[k].shape[0] == count for k in keys) and f["tgt"].shape[2:] == (cfg["height"], cfg["width"])
+                    and f["tgt"].compression is None)
     except (OSError, KeyError):
         return False
 
@@ -120,6 +149,8 @@ def main(argv=None):
         return write_sequence(args, out)
     cfg = {k: getattr(args, k) for k in ("height", "width", "motion", "motion_scale", "jitter", "supersample",
                                           "pairs_per_file", "seed")}
+    if args.triplets:  # (pair datasets keep their recorded settings unchanged)
+        cfg.update(triplets=True, static=args.static)
     manifest = out / "dataset.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("config") != cfg:
         sys.exit(f"{out} holds a dataset made with other settings ({manifest}); choose another --out or delete it")
@@ -140,7 +171,7 @@ def main(argv=None):
                     bar.update(count)
                     continue
                 seeds = [args.seed + split_index * 10_000_000 + i for i in range(start, start + count)]
-                with DatasetWriter(path, args.height, args.width) as writer:
+                with DatasetWriter(path, args.height, args.width, triplet=args.triplets) as writer:
                     for pair in pool.imap(_render, [(s, cfg) for s in seeds], chunksize=4):
                         writer.append(**pair)
                         bar.update(1)
@@ -148,8 +179,12 @@ def main(argv=None):
             if files:
                 write_list_file(out / f"{split}.txt", files)
     seconds = time.time() - t0
-    write_manifest(manifest, {"config": cfg, "complete": True, "pairs": counts, "seconds": round(seconds, 1)})
-    print(f"wrote {sum(counts.values())} pairs to {out} in {seconds:.0f} s "
+    record = {"config": cfg, "complete": True, "pairs": counts, "seconds": round(seconds, 1)}
+    if args.triplets:
+        record["static_triplets"] = {split: sum(_is_static(args.seed + i * 10_000_000 + k, cfg) for k in range(counts[split]))
+                                     for i, split in enumerate(SPLITS)}
+    write_manifest(manifest, record)
+    print(f"wrote {sum(counts.values())} {'triplets' if args.triplets else 'pairs'} to {out} in {seconds:.0f} s "
           f"(lists: {', '.join(str(out / f'{s}.txt') for s in SPLITS if counts[s])})")
 
 

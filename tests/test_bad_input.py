@@ -146,10 +146,10 @@ def test_negative_mask_is_an_error():
         net.forward()
 
 
-def test_non_positive_disparity_is_an_error():
-    bottoms = {"d": np.array([1, 0, 1, 1], np.float32).reshape(1, 1, 2, 2), "im": np.ones((1, 3, 2, 2), np.float32)}
+def test_negative_disparity_is_an_error():
+    bottoms = {"d": np.array([1, -0.5, 1, 1], np.float32).reshape(1, 1, 2, 2), "im": np.ones((1, 3, 2, 2), np.float32)}
     net = layer_net(bottoms, G.edge_aware_smoothness, ["loss"])
-    with pytest.raises(ParamError, match=r"EdgeAwareSmoothness: bottom 'disp' must be > 0 \(a disparity\), min 0"):
+    with pytest.raises(ParamError, match=r"EdgeAwareSmoothness: bottom 'disp' must be >= 0 \(a disparity\), min -0.5"):
         net.forward()
 
 

@@ -11,6 +11,13 @@ Optional sequence information (all five or none in a file; one value per pair; C
     sequence   (N,) int64    sequence id (pairs of different ids never chain)
     tgt_frame, src_frame  (N,) int64    frame numbers of the target and source image in their sequence
     tgt_time, src_time    (N,) float64  timestamps in seconds
+Triplets (depth and pose from video; make_dataset.py --triplets, written with DatasetWriter(..., triplet=True)):
+    src_prev, tgt, src_next  (N, 3, H, W)  the frame before the target, the target, the frame after it
+    tgt_depth  (N, 1, H, W)  target depth (for evaluation only: the networks learn without it)
+    K          (N, 4)        [fx, fy, cx, cy] of all three frames
+    prev_T_tgt, next_T_tgt  (N, 4, 4)  ground-truth transforms from the target camera frame to the previous /
+                             next frame's camera frame (for evaluation only)
+    xi_prev, xi_next  (N, 6)  the same poses as pose vectors
 A split is a text file (train.txt, val.txt, test.txt) listing one HDF5 path per line, as Caffe's HDF5Data
 `source` expects. Paths are absolute, so `caffe train` finds them from any working directory.
 
@@ -33,13 +40,16 @@ import numpy as np
 from ..files import partial_path, write_atomic
 
 KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt", "xi_gt")
+TRIPLET_KEYS = ("src_prev", "tgt", "src_next", "tgt_depth", "K", "prev_T_tgt", "next_T_tgt", "xi_prev", "xi_next")
 SEQUENCE_KEYS = ("sequence", "tgt_frame", "src_frame", "tgt_time", "src_time")
 SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8"}
 
 
 def _shapes(height, width):
-    return {"src": (3, height, width), "tgt": (3, height, width), "tgt_depth": (1, height, width), "K": (4,),
-            "src_T_tgt": (4, 4), "xi_gt": (6,)}
+    image = (3, height, width)
+    return {"src": image, "tgt": image, "tgt_depth": (1, height, width), "K": (4,), "src_T_tgt": (4, 4), "xi_gt": (6,),
+            "src_prev": image, "src_next": image, "prev_T_tgt": (4, 4), "next_T_tgt": (4, 4), "xi_prev": (6,),
+            "xi_next": (6,)}
 
 
 class DatasetWriter:
@@ -50,8 +60,9 @@ class DatasetWriter:
             w.append(src=..., tgt=..., tgt_depth=..., K=..., src_T_tgt=..., xi_gt=...)
     """
 
-    def __init__(self, path, height, width, compression=None, sequence=False):
+    def __init__(self, path, height, width, compression=None, sequence=False, triplet=False):
         """sequence=True: every pair also carries SEQUENCE_KEYS (sequence id, frame numbers, timestamps).
+        triplet=True: samples are triplets (TRIPLET_KEYS) instead of pairs (KEYS).
 
         compression: None (the default) or "gzip" (level 1) for the image-sized keys. Caffe's HDF5Data reads a
         whole file into memory whenever it moves to the next one, in the training loop: gzip made that 7x slower
@@ -61,7 +72,8 @@ class DatasetWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = partial_path(self.path)
-        self.shapes = _shapes(height, width)
+        main = TRIPLET_KEYS if triplet else KEYS
+        self.shapes = {k: v for k, v in _shapes(height, width).items() if k in main}
         self.file = h5py.File(self.tmp, "w")
         self.count = 0
         for key, shape in self.shapes.items():
@@ -69,8 +81,8 @@ class DatasetWriter:
             self.file.create_dataset(key, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f4",
                                      chunks=(1,) + shape, compression=compression if big else None,
                                      compression_opts=1 if big and compression == "gzip" else None)
-        self.keys = KEYS + (SEQUENCE_KEYS if sequence else ())
-        for key in self.keys[len(KEYS):]:
+        self.keys = main + (SEQUENCE_KEYS if sequence else ())
+        for key in self.keys[len(main):]:
             self.file.create_dataset(key, shape=(0,), maxshape=(None,), dtype=SEQUENCE_DTYPES[key])
 
     def append(self, **sample):
@@ -80,7 +92,7 @@ class DatasetWriter:
         if missing or set(sample) - set(self.keys):
             raise ValueError(f"{self.path}: a sample needs exactly the keys {self.keys}; missing {sorted(missing)}, "
                              f"unknown {sorted(set(sample) - set(self.keys))}")
-        for key in self.keys[len(KEYS):]:
+        for key in self.keys[len(self.shapes):]:
             value = np.asarray(sample.pop(key))
             if value.shape != () or not np.isfinite(value):
                 raise ValueError(f"{self.path}: '{key}' must be one finite number per pair, got {value!r}")
@@ -213,7 +225,7 @@ def validate_split(split, expected_hw=None, keys=KEYS) -> SplitInfo:
     Args:
         split: a list file (train.txt, ...) or one .h5 file (see split_files).
         expected_hw: (H, W) the images must have, or None (any single size).
-        keys: the datasets to check, a subset of KEYS (default: all).
+        keys: the datasets to check, a subset of KEYS or of TRIPLET_KEYS (default: all of KEYS).
 
     Returns:
         SplitInfo(files, pairs, height, width).

@@ -2,7 +2,7 @@
 (Monodepth2), and its backward.
 
 Convention:
-    disp (N, 1, H, W) > 0, image (N, C, H, W) at the same size. Per image n, the disparity is divided by its
+    disp (N, 1, H, W) >= 0, image (N, C, H, W) at the same size. Per image n, the disparity is divided by its
     mean (so that the loss cannot be lowered by shrinking the disparity, i.e. scaling the depth up):
         d = disp / (mean_HW(disp_n) + eps),   eps = 1e-7.
     With the image gradients averaged over channels, g^x_p = mean_c |I_{p+x} - I_p| (and y alike):
@@ -32,7 +32,7 @@ def smoothness_forward(disp: np.ndarray, image: np.ndarray) -> float:
     """The loss of the module docstring.
 
     Args:
-        disp: (N, 1, H, W) disparity, > 0 (H, W >= 2).
+        disp: (N, 1, H, W) disparity, >= 0 (H, W >= 2).
         image: (N, C, H, W) the image the disparity belongs to.
 
     Returns:

@@ -6,6 +6,8 @@ cv2.Rodrigues for poses); imports neither caffe nor any other pygeometry module.
 Public API:
     render_pair(seed, height=128, width=416, motion="handheld", supersample=2, ...) -> dict of a view pair
     render_sequence(seed, n_frames=24, ...) -> dict of a camera path through one scene (trajectories)
+    render_triplet(seed, height=64, width=224, ...) -> dict of a target and the frames before and after it
+        (depth learning), in a scene drawn by varied_scene(rng)
     render(scene, world_T_cam, K, height, width, supersample=1) -> image (3, H, W), depth (1, H, W)
     Rectangle, Scene, box, room_scene, corridor_scene: scene building
     sample_motion, pose_vector_from_matrix, matrix_from_pose_vector, MOTIONS: camera motion
@@ -100,6 +102,84 @@ def render_pair(seed, height=128, width=416, motion="handheld", supersample=2, m
             "src_T_tgt": src_T_tgt, "xi_gt": pose_vector_from_matrix(src_T_tgt), "world_T_tgt": world_T_tgt}
 
 
+def _jittered(rng, image, j):
+    """A real camera's view of a rendered image: exposure gain in [1 - j, 1 + j], a colour cast of up to j/2 per
+    channel, Gaussian noise of std j/10, clipped to [0, 1] (j = 0: unchanged)."""
+    if j <= 0:
+        return image.astype(np.float32)
+    gain = rng.uniform(1 - j, 1 + j) * (1 + rng.uniform(-j / 2, j / 2, size=(3, 1, 1)))
+    return np.clip(image * gain.astype(np.float32) + rng.normal(scale=j / 10, size=image.shape).astype(np.float32),
+                   0, 1).astype(np.float32)
+
+
+def varied_scene(rng):
+    """A scene and a target camera pose drawn so that no two samples share a layout (for depth learning, where a
+    mean depth map of alike scenes would be a strong baseline): a room (half the time; width 3.5-10 m, height
+    2.4-4 m, depth 10-30 m, 2-10 boxes) or a corridor (width 2.5-6 m, height 2.4-4 m, 40 m, 4-12 boxes), the
+    camera anywhere across the width and from 0.6 m under the ceiling to 0.6 m above the floor, z in [-0.5, 1.5],
+    yaw within 20 deg, pitch within 8 deg, roll within 2 deg.
+
+    Returns:
+        (Scene, world_T_tgt (4, 4) float64, kind "room" or "corridor").
+    """
+    deg = np.pi / 180
+    kind = "room" if rng.uniform() < 0.5 else "corridor"
+    height = rng.uniform(2.4, 4.0)
+    if kind == "room":
+        width = rng.uniform(3.5, 10.0)
+        world = room_scene(rng, size=(width, height, rng.uniform(10.0, 30.0)), n_boxes=int(rng.integers(2, 11)))
+    else:
+        width = rng.uniform(2.5, 6.0)
+        world = corridor_scene(rng, width=width, height=height, n_boxes=int(rng.integers(4, 13)))
+    x = rng.uniform(-(width / 2 - 0.6), width / 2 - 0.6)
+    y = rng.uniform(-(height / 2 - 0.6), height / 2 - 0.6)
+    world_T_tgt = matrix_from_pose_vector([x, y, rng.uniform(-0.5, 1.5), rng.uniform(-8, 8) * deg,
+                                           rng.uniform(-20, 20) * deg, rng.uniform(-2, 2) * deg])
+    return world, world_T_tgt, kind
+
+
+def render_triplet(seed, height=64, width=224, motion="driving", supersample=2, photometric_jitter=0.1,
+                   static=False, motion_scale=1.0):
+    """Three frames of a short clip through a varied scene (varied_scene): the target and the frames before and
+    after it, with the target's exact depth and both relative poses; deterministic from seed.
+
+    The previous frame is one motion step behind the target and the next one step ahead, each step drawn by
+    sample_motion(rng, motion) (the later frame is the "source" there: next_T_tgt = step, prev_T_tgt =
+    inv(step')). static=True keeps the camera still (both poses the identity; only the noise differs): the frames
+    an auto-masking loss must ignore.
+
+    Args:
+        seed: int, the only source of randomness.
+        height, width: image size H, W.
+        motion: "driving", "handheld" or "mixed" (see sample_motion).
+        supersample: anti-aliasing rays per pixel side.
+        photometric_jitter: j, applied to each frame independently (see render_pair).
+        static: no camera motion.
+        motion_scale: multiplies every motion magnitude.
+
+    Returns:
+        dict with src_prev, tgt, src_next (3, H, W) float32 RGB in [0, 1]; tgt_depth (1, H, W) float32 z (m);
+        K (4,) float32 (default_K); prev_T_tgt, next_T_tgt (4, 4) float64 (target-camera points into that frame's
+        camera); xi_prev, xi_next (6,) the same as pose vectors; scene "room" or "corridor".
+    """
+    rng = np.random.default_rng(seed)
+    world, world_T_tgt, kind = varied_scene(rng)
+    K = default_K(height, width)
+    if static:
+        next_T_tgt, prev_T_tgt = np.eye(4), np.eye(4)
+    else:
+        next_T_tgt = sample_motion(rng, motion, motion_scale)
+        prev_T_tgt = np.linalg.inv(sample_motion(rng, motion, motion_scale))
+    views = {}
+    for key, T in (("src_prev", prev_T_tgt), ("tgt", np.eye(4)), ("src_next", next_T_tgt)):
+        image, depth = render(world, world_T_tgt @ np.linalg.inv(T), K, height, width, supersample)
+        views[key] = _jittered(rng, image, photometric_jitter)
+        if key == "tgt":
+            views["tgt_depth"] = depth.astype(np.float32)
+    return dict(views, K=K.astype(np.float32), prev_T_tgt=prev_T_tgt, next_T_tgt=next_T_tgt,
+                xi_prev=pose_vector_from_matrix(prev_T_tgt), xi_next=pose_vector_from_matrix(next_T_tgt), scene=kind)
+
+
 def render_sequence(seed, n_frames=24, height=64, width=208, supersample=2, photometric_jitter=0.0, scene="corridor"):
     """A rendered camera path through one scene: frames with exact depth and poses, for trajectory evaluation.
 
@@ -153,4 +233,4 @@ def render_sequence(seed, n_frames=24, height=64, width=208, supersample=2, phot
 
 __all__ = ["MOTIONS", "Rectangle", "SCENES", "Scene", "TEXTURE_NAMES", "box", "corridor_scene", "default_K",
            "load_texture", "matrix_from_pose_vector", "pose_vector_from_matrix", "render", "render_pair",
-           "render_sequence", "room_scene", "sample_motion"]
+           "render_sequence", "render_triplet", "room_scene", "sample_motion", "varied_scene"]

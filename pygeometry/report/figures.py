@@ -174,3 +174,34 @@ def figure_trajectory(seq_summary: dict, path: Path, command: str):
 
 
 # -------------------------------------------------------------------------------------------------- report
+
+
+def figure_depth_grid(images, pred, gt, path: Path, title: str, median_scaling: bool = True):
+    """Rows of (image, predicted depth, ground truth, |error| / ground truth) for a few test frames: images
+    (K, 3, H, W) RGB, pred and gt (K, 1, H, W) in m. The prediction is median-scaled per frame like the metrics
+    (when median_scaling); both depths share one colour range per row; the error is black where gt is unknown."""
+    plt = _plt()
+    k = len(images)
+    fig, axes = plt.subplots(k, 4, figsize=(16, 1.2 * k + 0.8), squeeze=False)
+    for i in range(k):
+        g, d = gt[i, 0].astype(np.float64), pred[i, 0].astype(np.float64)
+        valid = g > 0
+        if median_scaling and valid.any():
+            d = d * np.median(g[valid]) / np.median(d[valid])
+        hi = float(np.percentile(g[valid], 98)) if valid.any() else float(d.max())
+        err = np.where(valid, np.abs(d - g) / np.maximum(g, 1e-6), 0)
+        panels = [(np.clip(images[i].transpose(1, 2, 0), 0, 1), None, "target image"),
+                  (d, ("magma_r", 0, hi), "predicted depth" + (" (median-scaled)" if median_scaling else "")),
+                  (g, ("magma_r", 0, hi), "ground-truth depth"), (err, ("viridis", 0, 0.5), "|error| / depth")]
+        for ax, (img, cmap, name) in zip(axes[i], panels):
+            if cmap:
+                ax.imshow(img, cmap=cmap[0], vmin=cmap[1], vmax=cmap[2])
+            else:
+                ax.imshow(img)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,241 @@
+"""Depth from one image and pose from two, learned together from triplets of video frames (the seed's "choice
+two"; SfMLearner / Monodepth2 / Depth-VO-Feat), as NetSpec.
+
+    target -> depth encoder (BVLC AlexNet conv1..conv5, pool5; conv1 padded so every stride divides) ->
+      decoder (fixed bilinear Deconvolution x2 + learned 3x3 convolutions, skips from conv5, conv2, conv1;
+      1x1 disparity scores, as Depth-VO-Feat) ->
+      disparity (sigmoid) at scales s = 0..3 (1/2^s of the input), each upsampled to full resolution ->
+      depth_s = 1 / (min_disp + (max_disp - min_disp) * disp_s)        (Power layer; depth in [min_depth, max_depth])
+    (source, target) for each source (previous and next frame) -> pose network -> xi = src_T_tgt (2N, 6)
+    per scale: depth_s, xi -> Transform3DGrid -> PinholeProjection -> BilinearWarp of both sources ->
+      MinReprojectionLoss (per-pixel minimum over the two sources, auto-masked by the unwarped sources)
+      + EdgeAwareSmoothness of disp_s at its own resolution (weight smoothness / 2^s)
+    each scale's terms weighted 1 / (number of scales).
+
+Conventions (stated once, here):
+    - Images are RGB in [0, 1]; the AlexNet encoders see 255 * BGR - 117 (pygeometry.nets.preprocess).
+    - The two sources are batched: blobs of 2N samples hold the previous frame's pairs, then the next frame's
+      (Concat on axis 0); the depth, K and the target are repeated for both.
+    - Scale: nothing fixes the scale of a monocular depth and translation; they are evaluated up to scale (depth
+      with per-image median scaling, pose as today plus scale-aligned metrics).
+    - Image sizes must be multiples of 32 (the encoder's total stride; check_depth_image_size).
+    - Pose encoder variants (the seed's question, "can depth features be used for pose?"):
+        "separate": an early-fusion AlexNet of its own (6 channels: source then target, block-averaged by
+                    pose_downsample, cut at conv5, layers pose_conv1..), as the pose networks of pygeometry.nets;
+        "shared":   the depth encoder's pool5 features of the source and of the target, concatenated (late
+                    fusion through the depth network's own encoder: the sources run through it with shared weights).
+    - The pose head (pygeometry.nets.pose_head) starts at the identity (its last layer at zero; output scales
+      0.1 m and 0.03 rad per unit).
+
+Phases: "train" and "val" read the triplet HDF5 split (pygeometry.data.hdf5, TRIPLET_KEYS) and end in the losses;
+"deploy" has Input blobs src_prev, tgt, src_next (N, 3, H, W) and outputs depth (N, 1, H, W) (scale 0) and xi
+(2N, 6) (prev_T_tgt for the N pairs, then next_T_tgt).
+"""
+from __future__ import annotations
+
+import math
+
+from . import netspec as G
+from .models import alexnet_trunk
+from .nets import block_average_pyramid, pose_head, preprocess
+
+POSE_ENCODERS = ("separate", "shared")
+ENCODER_STRIDE = 32
+# (width, skip, with upconv) from 1/16 up to 1/1. The two finest levels have one 3x3 convolution each (no upconv)
+# and narrow widths: at full resolution Caffe's im2col convolutions cost most of an iteration (measured: 16-channel
+# upconv0 + iconv0 + a 3x3 disp0_score were 140 of 600 ms).
+DECODER = ((128, "relu5", True), (64, "relu2", True), (32, "relu1", True), (16, None, False), (8, None, False))
+SCALES = (0, 1, 2, 3)
+
+
+def _layers():
+    from caffe import layers as L, params as P  # noqa: F401  (lazy: pygeometry does not need caffe)
+
+    return L, P
+
+
+def check_depth_image_size(height: int, width: int) -> None:
+    """Height and width must be multiples of the encoder's stride (32): else Caffe's ceil-mode pooling makes the
+    encoder's levels a pixel larger than twice the decoder's, and the skips cannot be concatenated. The message
+    names the side and the nearest valid sizes."""
+    bad = [(side, v) for side, v in (("height", height), ("width", width))
+           if not isinstance(v, int) or v < ENCODER_STRIDE or v % ENCODER_STRIDE]
+    if bad:
+        sizes = "; ".join(f"{side} {v} (nearest valid: {max(ENCODER_STRIDE, v // ENCODER_STRIDE * ENCODER_STRIDE)} or "
+                          f"{(v // ENCODER_STRIDE + 1) * ENCODER_STRIDE})" for side, v in bad)
+        raise ValueError(f"image size {height} x {width}: the depth network's encoder has a total stride of "
+                         f"{ENCODER_STRIDE}, so height and width must be multiples of {ENCODER_STRIDE}: {sizes}")
+
+
+def _bilinear_deconv(x, channels, factor, name_lr=0):
+    """Fixed bilinear upsampling by an integer factor (Caffe's recipe: kernel 2f - f % 2, stride f, pad
+    ceil((f - 1) / 2), one filter per channel, not learned)."""
+    L, _ = _layers()
+    return L.Deconvolution(x, convolution_param=dict(
+        num_output=channels, group=channels, kernel_size=2 * factor - factor % 2, stride=factor,
+        pad=int(math.ceil((factor - 1) / 2)), bias_term=False, weight_filler=dict(type="bilinear")),
+        param=[dict(lr_mult=0, decay_mult=0)])
+
+
+def upsample_exact(n, x, factor, shape, name):
+    """Bilinear upsampling of a one-channel map x (N, 1, h, w) by `factor` with the borders renormalised: Caffe's
+    bilinear Deconvolution gives border pixels only part of the weight (a constant map comes out darker at the
+    edges), so the result is divided by the same upsampling of ones (DummyData -> Deconvolution -> Power -1 ->
+    Eltwise PROD). shape: (N, 1, h, w) of x. Returns the top named `name` (N, 1, h * factor, w * factor)."""
+    L, P = _layers()
+    up = _bilinear_deconv(x, 1, factor)
+    setattr(n, f"{name}_raw", up)
+    ones = L.DummyData(shape=dict(dim=list(shape)), data_filler=dict(type="constant", value=1.0))
+    setattr(n, f"{name}_ones", ones)
+    weight = _bilinear_deconv(ones, 1, factor)
+    setattr(n, f"{name}_weight", weight)
+    inverse = L.Power(weight, power=-1.0)
+    setattr(n, f"{name}_norm", inverse)
+    out = L.Eltwise(up, inverse, operation=P.Eltwise.PROD)
+    setattr(n, name, out)
+    return out
+
+
+def _conv_elu(n, x, name, nout):
+    L, _ = _layers()
+    conv = L.Convolution(x, kernel_size=3, pad=1, num_output=nout, weight_filler=dict(type="msra"),
+                         bias_filler=dict(type="constant", value=0))
+    setattr(n, name, conv)
+    act = L.ELU(conv, in_place=True)
+    setattr(n, f"{name}_elu", act)
+    return act
+
+
+def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCALES, min_depth=0.1, max_depth=100.0,
+                  init_depth=10.0):
+    """The decoder on the depth encoder's pool5: returns ({s: disp_s at 1/2^s}, {s: depth_s at full resolution}).
+
+    The disparity scores start with a bias that puts the initial depth at init_depth (sigmoid^-1 of its disparity),
+    inside the scenes' range rather than at the range's geometric middle.
+    """
+    L, _ = _layers()
+    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
+    start = (1.0 / init_depth - min_disp) / (max_disp - min_disp)
+    if not 0 < start < 1:
+        raise ValueError(f"init_depth {init_depth} must lie inside ({min_depth}, {max_depth})")
+    bias = math.log(start / (1 - start))
+    x, channels = encoder_top, 256
+    disps, depths = {}, {}
+    for level, (width_out, skip, with_upconv) in zip(range(4, -1, -1), DECODER):  # x upsampled to 1/2^level
+        x = _bilinear_deconv(x, channels, 2)
+        setattr(n, f"up{level}", x)
+        if with_upconv:
+            x = _conv_elu(n, x, f"upconv{level}", width_out)
+        if skip:
+            x = L.Concat(x, getattr(n, prefix + skip), axis=1)
+            setattr(n, f"concat{level}", x)
+        x = _conv_elu(n, x, f"iconv{level}", width_out)
+        channels = width_out
+        if level in scales:
+            score = L.Convolution(x, kernel_size=1, num_output=1, weight_filler=dict(type="gaussian", std=0.01),
+                                  bias_filler=dict(type="constant", value=bias))
+            setattr(n, f"disp{level}_score", score)
+            disp = L.Sigmoid(score)
+            setattr(n, f"disp{level}", disp)
+            disps[level] = disp
+            f = 2 ** level
+            full = disp if f == 1 else upsample_exact(n, disp, f, (batch_size, 1, height // f, width // f),
+                                                       f"disp{level}_up")
+            depth = L.Power(full, power=-1.0, scale=max_disp - min_disp, shift=min_disp)
+            setattr(n, f"depth{level}", depth)
+            depths[level] = depth
+    return disps, depths
+
+
+def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
+                   alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=10.0,
+                   pose_downsample=2, norm="lrn"):
+    """NetSpec of the depth and pose networks trained together (module docstring).
+
+    Args:
+        phase: "train", "val" (HDF5Data on `source`, a triplet split) or "deploy".
+        batch_size: triplets per batch (N).
+        height, width: image size, multiples of 32.
+        pose_encoder: "separate" or "shared" (module docstring).
+        scales: the disparity scales s (1/2^s) with a loss, a subset of 0..3.
+        alpha: SSIM weight of the photometric error (0.85 as Monodepth2).
+        smoothness: weight of the edge-aware smoothness at scale 0 (divided by 2^s at scale s; 1e-3 as Monodepth2).
+        automask: auto-mask pixels the unwarped sources explain better (Monodepth2).
+        min_depth, max_depth: the depth range of the sigmoid's mapping (m).
+        init_depth: the depth the network starts at (m).
+        pose_downsample: the separate pose encoder sees the images block-averaged by this.
+        norm: the AlexNet encoders' normalisation ("lrn" or "batch").
+    """
+    if phase not in ("train", "val", "deploy"):
+        raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
+    if pose_encoder not in POSE_ENCODERS:
+        raise ValueError(f"pose_encoder must be one of {POSE_ENCODERS}, got {pose_encoder!r}")
+    scales = tuple(sorted(set(scales)))
+    if not scales or any(s not in SCALES for s in scales):
+        raise ValueError(f"scales must be a non-empty subset of {SCALES}, got {scales}")
+    check_depth_image_size(height, width)
+    if height % pose_downsample or width % pose_downsample:
+        raise ValueError(f"image size {height} x {width} is not a multiple of pose_downsample {pose_downsample}")
+    L, P = _layers()
+    import caffe
+
+    n = caffe.NetSpec()
+    if phase == "deploy":
+        for key in ("src_prev", "tgt", "src_next"):
+            setattr(n, key, L.Input(shape=dict(dim=[batch_size, 3, height, width])))
+    else:
+        (n.src_prev, n.tgt, n.src_next, n.tgt_depth, n.K, n.xi_prev, n.xi_next) = L.HDF5Data(
+            source=source, batch_size=batch_size, shuffle=phase == "train", ntop=7)
+    # depth: the encoder (BVLC names, parameters named for sharing with the "shared" pose encoder) and the decoder
+    tgt_pre = preprocess(n, n.tgt, "tgt_pre")
+    pool5 = alexnet_trunk(n, tgt_pre, share=True, fc=False, cut="pool5", in_channels=3, norm=norm, conv1_pad=5)
+    disps, depths = depth_decoder(n, pool5, "", height, width, batch_size, scales, min_depth, max_depth, init_depth)
+    # pose: both sources at once (2N samples: the previous frame's pairs, then the next frame's)
+    n.srcs = L.Concat(n.src_prev, n.src_next, axis=0)
+    n.tgts = L.Concat(n.tgt, n.tgt, axis=0)
+    if pose_encoder == "separate":
+        srcs_in = block_average_pyramid(n, n.srcs, "srcs", [pose_downsample]).get(pose_downsample, n.srcs)
+        tgts_in = block_average_pyramid(n, n.tgts, "tgts", [pose_downsample]).get(pose_downsample, n.tgts)
+        n.pose_pair = L.Concat(preprocess(n, srcs_in, "srcs_pre"), preprocess(n, tgts_in, "tgts_pre"), axis=1)
+        features = alexnet_trunk(n, n.pose_pair, prefix="pose_", fc=False, cut="conv5", in_channels=6, norm=norm)
+    else:
+        srcs_pre = preprocess(n, n.srcs, "srcs_pre")
+        feat_srcs = alexnet_trunk(n, srcs_pre, prefix="srcs_", share=True, fc=False, cut="pool5", in_channels=3,
+                                  norm=norm, conv1_pad=5)
+        n.pool5_tgts = L.Concat(pool5, pool5, axis=0)
+        features = n.pose_features = L.Concat(feat_srcs, n.pool5_tgts, axis=1)
+    xi = pose_head(n, features, identity_start=True)
+    if phase == "deploy":
+        n.depth = L.Split(depths[0])
+        return n
+    n.src_T_tgt = G.se3_generator(xi)
+    n.K2 = L.Concat(n.K, n.K, axis=0)
+    silenced = [n.tgt_depth, n.xi_prev, n.xi_next]
+    weight = 1.0 / len(scales)
+    tgt_levels = block_average_pyramid(n, n.tgt, "tgt", [2 ** s for s in scales])
+    for s in scales:
+        depth2 = L.Concat(depths[s], depths[s], axis=0)
+        setattr(n, f"depth{s}_x2", depth2)
+        points = G.transform_3d_grid(depth2, n.src_T_tgt, K_blob=n.K2)
+        setattr(n, f"points_src{s}", points)
+        coords, proj_valid = G.pinhole_projection(points, K_blob=n.K2, with_valid=True)
+        setattr(n, f"coords_src{s}", coords)
+        setattr(n, f"proj_valid{s}", proj_valid)
+        warped, warp_valid = G.bilinear_warp(n.srcs, coords, padding="border", with_valid=True)
+        setattr(n, f"warped{s}", warped)
+        setattr(n, f"warp_valid{s}", warp_valid)
+        warped_prev, warped_next = L.Slice(warped, slice_param=dict(axis=0, slice_point=[batch_size]), ntop=2)
+        setattr(n, f"warped{s}_prev", warped_prev)
+        setattr(n, f"warped{s}_next", warped_next)
+        loss, reprojected = G.min_reprojection_loss([warped_prev, warped_next], n.tgt,
+                                                    [n.src_prev, n.src_next] if automask else None, alpha=alpha,
+                                                    with_reprojected=True, loss_weight=[weight, 0.0])
+        setattr(n, f"loss{s}", loss)
+        setattr(n, f"reprojected{s}", reprojected)
+        silenced += [proj_valid, warp_valid]
+        if smoothness > 0:
+            image = tgt_levels.get(2 ** s, n.tgt)
+            setattr(n, f"smooth{s}", G.edge_aware_smoothness(disps[s], image,
+                                                             loss_weight=weight * smoothness / 2 ** s))
+    n.silence = L.Silence(*silenced, ntop=0)
+    return n

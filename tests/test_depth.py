@@ -1,0 +1,190 @@
+"""Depth and pose from video: the rendered triplets against their own geometry, the depth metrics, baselines,
+snippet ATE and failure-mode checks against hand-computed values, the depth_pose networks in caffe.Net (sizes,
+exact border upsampling, deploy outputs), and scripts/train_depth.py end to end on a tiny triplet split."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+import caffe
+from conftest import REPO
+from pygeometry.depth_evaluation import (REMEDIES, depth_baselines, depth_metrics, mean_depth_map, snippet_ate,
+                                         training_warnings)
+from pygeometry.depth_nets import check_depth_image_size, depth_pose_net, upsample_exact
+from pygeometry.evaluation import warp_source
+from pygeometry.kernels.min_reprojection import min_reprojection_forward
+from pygeometry.poses import matrix_from_pose_vector, pose_vector_from_matrix
+from pygeometry.render import render_triplet
+
+
+def _net(spec, phase=caffe.TEST):
+    fd, path = tempfile.mkstemp(suffix=".prototxt")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(spec.to_proto()))
+    try:
+        return caffe.Net(path, phase)
+    finally:
+        os.remove(path)
+
+
+@pytest.fixture(scope="module")
+def triplet():
+    return render_triplet(5, height=64, width=96, photometric_jitter=0.0)
+
+
+def test_triplet_sources_warp_onto_the_target_with_the_true_poses(triplet):
+    """Both sources, warped with the target's true depth and their true poses (the project's kernels), reproduce
+    the target; the minimum-reprojection error with the true poses is far below the unwarped one."""
+    t = {k: v[None] if isinstance(v, np.ndarray) else v for k, v in triplet.items()}
+    warped = [warp_source(t[src], t["tgt_depth"], t["K"], t[pose][None]) for src, pose in
+              (("src_prev", "prev_T_tgt"), ("src_next", "next_T_tgt"))]
+    for w, src in zip(warped, ("src_prev", "src_next")):
+        error = np.abs(w[0] - t["tgt"]).mean(axis=1)  # texture aliasing at 64 x 96 leaves ~0.02; occlusions more
+        assert np.median(error) < 0.04 and error.mean() < 0.5 * np.abs(t[src] - t["tgt"]).mean()
+    true, _ = min_reprojection_forward(t["tgt"].astype(np.float64), [w[0].astype(np.float64) for w in warped],
+                                       None, 0.0)
+    unwarped, _ = min_reprojection_forward(t["tgt"].astype(np.float64),
+                                           [t["src_prev"].astype(np.float64), t["src_next"].astype(np.float64)],
+                                           None, 0.0)
+    assert true < 0.3 * unwarped
+    # the previous frame is behind the target, the next one ahead (driving forward along +z)
+    assert triplet["next_T_tgt"][2, 3] < 0 < triplet["prev_T_tgt"][2, 3]
+    np.testing.assert_allclose(matrix_from_pose_vector(triplet["xi_next"]), triplet["next_T_tgt"], atol=1e-12)
+
+
+def test_static_triplet_has_identity_poses():
+    t = render_triplet(7, height=32, width=64, static=True)
+    np.testing.assert_array_equal(t["prev_T_tgt"], np.eye(4))
+    np.testing.assert_array_equal(t["xi_next"], np.zeros(6))
+    assert np.abs(t["src_prev"] - t["tgt"]).mean() < 0.05  # only the noise differs
+
+
+def test_depth_metrics_by_hand():
+    gt = np.array([[[[1.0, 2.0], [4.0, 0.0]]]])  # one unknown pixel
+    exact = depth_metrics(gt * 3, gt)  # median scaling removes any global scale
+    assert exact["abs_rel"][0] == pytest.approx(0, abs=1e-12) and exact["a1"][0] == 1 and exact["scale"][0] == 1 / 3
+    unscaled = depth_metrics(gt * 2, gt, median_scaling=False)
+    assert unscaled["abs_rel"][0] == pytest.approx(1.0) and unscaled["a3"][0] == 0
+    assert unscaled["rmse"][0] == pytest.approx(np.sqrt((1 + 4 + 16) / 3))
+    pred = np.array([[[[1.0, 2.0], [8.0, 5.0]]]])  # median 2 = gt's median: no rescaling
+    m = depth_metrics(pred, gt)
+    assert m["abs_rel"][0] == pytest.approx(1 / 3)
+    assert m["a1"][0] == pytest.approx(2 / 3)
+    assert m["rmse_log"][0] == pytest.approx(np.sqrt(np.log(2) ** 2 / 3))
+    assert np.isnan(depth_metrics(pred, np.zeros_like(gt))["abs_rel"][0])  # nothing to evaluate: NaN, counted
+
+
+def test_mean_depth_map_and_baselines():
+    train = np.array([[[[2.0, 0.0]]], [[[4.0, 0.0]]]])
+    np.testing.assert_allclose(mean_depth_map(train), [[[3.0, 3.0]]])  # never known: the mean of known depths
+    b = depth_baselines(np.array([[[1.0, 5.0]]]), 3)
+    assert b["mean depth map"].shape == (3, 1, 1, 2) and np.all(b["constant"] == 1)
+
+
+def test_snippet_ate_is_scale_free_and_measures_the_path():
+    rng = np.random.default_rng(0)
+    xi_prev, xi_next = rng.normal(scale=0.3, size=(4, 6)), rng.normal(scale=0.3, size=(4, 6))
+    T_prev, T_next = (np.stack([matrix_from_pose_vector(x) for x in xi]) for xi in (xi_prev, xi_next))
+    half = [np.stack([pose_vector_from_matrix(np.block([[T[:3, :3], 0.5 * T[:3, 3:]], [np.zeros((1, 3)), 1]]))
+                      for T in Ts]) for Ts in (T_prev, T_next)]
+    np.testing.assert_allclose(snippet_ate(*half, T_prev, T_next), 0, atol=1e-9)
+    zero = np.zeros((4, 6))
+    centres = [np.einsum("nji,nj->ni", T[:, :3, :3], -T[:, :3, 3]) for T in (T_prev, T_next)]
+    expected = np.sqrt((np.sum(centres[0] ** 2, 1) + np.sum(centres[1] ** 2, 1)) / 3)
+    np.testing.assert_allclose(snippet_ate(zero, zero, T_prev, T_next), expected, rtol=1e-12)
+
+
+def test_training_warnings_name_each_failure_mode():
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 20, size=(2, 1, 8, 8))
+    xi = rng.normal(scale=0.01, size=(4, 6))
+    ok = np.ones((2, 1, 8, 8))
+    assert training_warnings(0.1, depth, xi, ok, 0.1, 100) == []
+    assert training_warnings(float("nan"), depth, xi, ok, 0.1, 100) == ["nan"]
+    assert training_warnings(0.1, np.full_like(depth, 5.0), xi, ok, 0.1, 100) == ["collapse"]
+    assert "limits" in training_warnings(0.1, np.where(depth > 2, 99.5, 0.1), xi, ok, 0.1, 100)
+    assert training_warnings(0.1, depth, np.zeros((4, 6)), ok, 0.1, 100) == ["identity"]
+    assert training_warnings(0.1, depth, np.zeros((4, 6)), ok, 0.1, 100, moving=False) == []
+    assert training_warnings(0.1, depth, xi, np.zeros_like(ok), 0.1, 100) == ["masked"]
+    assert set(REMEDIES) == {"nan", "collapse", "limits", "identity", "masked"}
+
+
+def test_image_size_must_divide_by_the_encoder_stride():
+    with pytest.raises(ValueError, match=r"height and width must be multiples of 32: width 208 \(nearest valid: "
+                                         r"192 or 224\)"):
+        check_depth_image_size(64, 208)
+    check_depth_image_size(64, 224)
+
+
+def test_exact_upsampling_keeps_constants_at_the_borders_and_interpolates_inside():
+    from caffe import layers as L
+
+    n = caffe.NetSpec()
+    n.x = L.Input(shape=dict(dim=[1, 1, 4, 6]))
+    upsample_exact(n, n.x, 4, (1, 1, 4, 6), "up")
+    net = _net(n)
+    net.blobs["x"].data[...] = 0.7
+    net.forward()
+    np.testing.assert_allclose(net.blobs["up"].data, 0.7, rtol=1e-6)  # raw Caffe bilinear is darker at the edges
+    assert net.blobs["up_raw"].data[0, 0, 0, 0] < 0.7 * 0.9
+    ramp = np.arange(6, dtype=np.float32)[None, None, None].repeat(4, axis=2)
+    net.blobs["x"].data[...] = ramp
+    net.forward()
+    # away from the borders, bilinear with pixel centres at (x + 0.5) / 4 - 0.5: a linear ramp stays linear
+    xs = (np.arange(24) + 0.5) / 4 - 0.5
+    np.testing.assert_allclose(net.blobs["up"].data[0, 0, 8, 4:20], xs[4:20], atol=1e-5)
+
+
+@pytest.mark.parametrize("encoder", ["separate", "shared"])
+def test_depth_pose_deploy_net_outputs(encoder):
+    net = _net(depth_pose_net("deploy", batch_size=2, height=64, width=96, pose_encoder=encoder))
+    for key in ("src_prev", "tgt", "src_next"):
+        net.blobs[key].data[...] = np.random.default_rng(1).uniform(size=(2, 3, 64, 96))
+    net.forward()
+    depth, xi = net.blobs["depth"].data, net.blobs["xi"].data
+    assert depth.shape == (2, 1, 64, 96) and xi.shape == (4, 6)
+    assert np.all(depth >= 0.1 - 1e-4) and np.all(depth <= 100 + 1e-2)
+    np.testing.assert_allclose(np.median(depth), 10.0, rtol=0.2)  # starts at init_depth
+    assert np.all(xi == 0)  # the identity
+
+
+def _make_triplets(out, *extra):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--triplets", "--out", str(out),
+                           "--train", "8", "--val", "4", "--test", "4", "--height", "64", "--width", "64",
+                           "--workers", "1", "--static", "0.25", *extra], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_make_dataset_writes_triplets(tmp_path):
+    import h5py
+
+    _make_triplets(tmp_path)
+    record = json.loads((tmp_path / "dataset.json").read_text())
+    assert record["complete"] and record["config"]["triplets"]
+    with h5py.File(tmp_path / "train_000.h5", "r") as f:
+        assert f["src_prev"].shape == (8, 3, 64, 64) and f["next_T_tgt"].shape == (8, 4, 4)
+        still = np.all(f["xi_next"][...] == 0, axis=1) & np.all(f["xi_prev"][...] == 0, axis=1)
+    assert int(still.sum()) == record["static_triplets"]["train"]
+
+
+def test_train_depth_end_to_end_and_resume_guard(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "run"
+    _make_triplets(data)
+    cmd = [sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(data), "--out", str(out),
+           "--iters", "4", "--batch", "2", "--val-interval", "2", "--snapshot-interval", "2", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert set(result["depth"]) == {"network", "mean depth map", "constant"}
+    assert set(result["pose"]) == {"network", "identity", "mean training pose"}
+    assert all(np.isfinite(v) for v in result["depth"]["network"].values())
+    assert result["triplets"] == 4 and np.isfinite(result["ate_m"]["network"])
+    for name in ("depth_grid.png", "curves.png", "deploy.prototxt", "final.caffemodel"):
+        assert (out / name).stat().st_size > 0
+    assert "Abs Rel" in (out / "train.log").read_text()
+    proc = subprocess.run(cmd + ["--resume", "auto", "--smoothness", "0.01"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "smoothness: 0.001 then, 0.01 now" in proc.stderr
