@@ -107,18 +107,23 @@ def _conv_elu(n, x, name, nout):
 
 
 def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCALES, min_depth=0.1, max_depth=100.0,
-                  init_depth=10.0):
+                  init_depth=None):
     """The decoder on the depth encoder's pool5: returns ({s: disp_s at 1/2^s}, {s: depth_s at full resolution}).
 
-    The disparity scores start with a bias that puts the initial depth at init_depth (sigmoid^-1 of its disparity),
-    inside the scenes' range rather than at the range's geometric middle.
+    init_depth: None (the default) starts the disparity scores at 0, the sigmoid's middle (Monodepth2's start: depth
+    1 / (min_disp + (max_disp - min_disp) / 2), 0.2 m for [0.1, 100]); a depth in (min_depth, max_depth) starts them
+    at that depth instead. A monocular network picks its own scale, so the middle, where the sigmoid's slope is
+    largest, learns fastest: a start at 10 m put the scores at -3.9, where the slope is 13x smaller, and depth
+    did not move in 500 iterations (runs/depth_dev, measured).
     """
     L, _ = _layers()
     min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
-    start = (1.0 / init_depth - min_disp) / (max_disp - min_disp)
-    if not 0 < start < 1:
-        raise ValueError(f"init_depth {init_depth} must lie inside ({min_depth}, {max_depth})")
-    bias = math.log(start / (1 - start))
+    bias = 0.0
+    if init_depth is not None:
+        start = (1.0 / init_depth - min_disp) / (max_disp - min_disp)
+        if not 0 < start < 1:
+            raise ValueError(f"init_depth {init_depth} must lie inside ({min_depth}, {max_depth})")
+        bias = math.log(start / (1 - start))
     x, channels = encoder_top, 256
     disps, depths = {}, {}
     for level, (width_out, skip, with_upconv) in zip(range(4, -1, -1), DECODER):  # x upsampled to 1/2^level
@@ -148,8 +153,8 @@ def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCAL
 
 
 def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
-                   alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=10.0,
-                   pose_downsample=2, norm="lrn"):
+                   alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=None,
+                   pose_downsample=2, norm="lrn", stereo=False):
     """NetSpec of the depth and pose networks trained together (module docstring).
 
     Args:
@@ -162,9 +167,14 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         smoothness: weight of the edge-aware smoothness at scale 0 (divided by 2^s at scale s; 1e-3 as Monodepth2).
         automask: auto-mask pixels the unwarped sources explain better (Monodepth2).
         min_depth, max_depth: the depth range of the sigmoid's mapping (m).
-        init_depth: the depth the network starts at (m).
+        init_depth: the depth the network starts at (m); None: the sigmoid's middle (see depth_decoder).
         pose_downsample: the separate pose encoder sees the images block-averaged by this.
         norm: the AlexNet encoders' normalisation ("lrn" or "batch").
+        stereo: the scale-aware stereo mode (train and val phases): the target's stereo partner (src_stereo, with
+            its known stereo_T_tgt from the split) is a third source of the minimum reprojection, warped with the
+            rig's transform instead of a predicted one. Its known baseline gives depth (and so the translations)
+            metric scale, and depth a correct warp from the first iteration (Depth-VO-Feat's and Monodepth2's
+            "MS" training).
     """
     if phase not in ("train", "val", "deploy"):
         raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
@@ -184,8 +194,10 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         for key in ("src_prev", "tgt", "src_next"):
             setattr(n, key, L.Input(shape=dict(dim=[batch_size, 3, height, width])))
     else:
-        (n.src_prev, n.tgt, n.src_next, n.tgt_depth, n.K, n.xi_prev, n.xi_next) = L.HDF5Data(
-            source=source, batch_size=batch_size, shuffle=phase == "train", ntop=7)
+        tops = L.HDF5Data(source=source, batch_size=batch_size, shuffle=phase == "train", ntop=9 if stereo else 7)
+        (n.src_prev, n.tgt, n.src_next, n.tgt_depth, n.K, n.xi_prev, n.xi_next) = tops[:7]
+        if stereo:
+            n.src_stereo, n.stereo_T_tgt = tops[7:]
     # depth: the encoder (BVLC names, parameters named for sharing with the "shared" pose encoder) and the decoder
     tgt_pre = preprocess(n, n.tgt, "tgt_pre")
     pool5 = alexnet_trunk(n, tgt_pre, share=True, fc=False, cut="pool5", in_channels=3, norm=norm, conv1_pad=5)
@@ -209,26 +221,36 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         n.depth = L.Split(depths[0])
         return n
     n.src_T_tgt = G.se3_generator(xi)
-    n.K2 = L.Concat(n.K, n.K, axis=0)
+    # the sources warped into the target: prev and next with the predicted poses (+ the stereo partner with the rig's)
+    sources = 3 if stereo and phase != "deploy" else 2
+    if sources == 3:
+        n.warp_srcs = L.Concat(n.src_prev, n.src_next, n.src_stereo, axis=0)
+        n.warp_T = L.Concat(n.src_T_tgt, n.stereo_T_tgt, axis=0)
+        n.warp_K = L.Concat(n.K, n.K, n.K, axis=0)
+        warp_srcs, warp_T, unwarped = n.warp_srcs, n.warp_T, [n.src_prev, n.src_next, n.src_stereo]
+    else:
+        n.warp_K = L.Concat(n.K, n.K, axis=0)
+        warp_srcs, warp_T, unwarped = n.srcs, n.src_T_tgt, [n.src_prev, n.src_next]
     silenced = [n.tgt_depth, n.xi_prev, n.xi_next]
     weight = 1.0 / len(scales)
     tgt_levels = block_average_pyramid(n, n.tgt, "tgt", [2 ** s for s in scales])
+    names = ("prev", "next", "stereo")[:sources]
     for s in scales:
-        depth2 = L.Concat(depths[s], depths[s], axis=0)
-        setattr(n, f"depth{s}_x2", depth2)
-        points = G.transform_3d_grid(depth2, n.src_T_tgt, K_blob=n.K2)
+        depth_all = L.Concat(*[depths[s]] * sources, axis=0)
+        setattr(n, f"depth{s}_x{sources}", depth_all)
+        points = G.transform_3d_grid(depth_all, warp_T, K_blob=n.warp_K)
         setattr(n, f"points_src{s}", points)
-        coords, proj_valid = G.pinhole_projection(points, K_blob=n.K2, with_valid=True)
+        coords, proj_valid = G.pinhole_projection(points, K_blob=n.warp_K, with_valid=True)
         setattr(n, f"coords_src{s}", coords)
         setattr(n, f"proj_valid{s}", proj_valid)
-        warped, warp_valid = G.bilinear_warp(n.srcs, coords, padding="border", with_valid=True)
+        warped, warp_valid = G.bilinear_warp(warp_srcs, coords, padding="border", with_valid=True)
         setattr(n, f"warped{s}", warped)
         setattr(n, f"warp_valid{s}", warp_valid)
-        warped_prev, warped_next = L.Slice(warped, slice_param=dict(axis=0, slice_point=[batch_size]), ntop=2)
-        setattr(n, f"warped{s}_prev", warped_prev)
-        setattr(n, f"warped{s}_next", warped_next)
-        loss, reprojected = G.min_reprojection_loss([warped_prev, warped_next], n.tgt,
-                                                    [n.src_prev, n.src_next] if automask else None, alpha=alpha,
+        parts = L.Slice(warped, slice_param=dict(axis=0, slice_point=[batch_size * k for k in range(1, sources)]),
+                        ntop=sources)
+        for name, part in zip(names, parts):
+            setattr(n, f"warped{s}_{name}", part)
+        loss, reprojected = G.min_reprojection_loss(list(parts), n.tgt, unwarped if automask else None, alpha=alpha,
                                                     with_reprojected=True, loss_weight=[weight, 0.0])
         setattr(n, f"loss{s}", loss)
         setattr(n, f"reprojected{s}", reprojected)

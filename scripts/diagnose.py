@@ -71,6 +71,8 @@ CONFIGS = {
                             ("--mirror", "0.5", "--colour", "0.2")),
     "make_train": Config("make train's recipe: mirror_colour with 8000 iterations", ("--mirror", "0.5", "--colour", "0.2"),
                          iters=8000, seeds=(1, 2, 3)),
+    "long": Config("make train's recipe with 10x its iterations (80000; one seed: where the curve goes with compute)",
+                   ("--mirror", "0.5", "--colour", "0.2"), iters=80000, seeds=(1,)),
     "supervised_early": Config("early fusion regressing the ground-truth pose (EuclideanLoss), else as reference",
                                network="supervised_early_fusion"),
     "handheld": Config("reference trained and tested on handheld (6-DoF) motion", data="handheld"),
@@ -86,6 +88,7 @@ ABS = (
     ("dropout", "reference", "regularisation: dropout 0.5 in the head vs none"),
     ("mirror_colour", "mirror", "augmentation: recolouring on top of mirroring"),
     ("make_train", "mirror_colour", "compute with augmentation: 8000 vs 3000 iterations"),
+    ("long", "make_train", "compute: 10x make train's iterations (one seed, so no difference can count)"),
     ("supervised_early", "reference", "the loss: supervised pose vs photometric, same early-fusion net"),
 )
 

@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import KEYS, TRIPLET_KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
+from pygeometry.data.hdf5 import KEYS, STEREO_KEYS, TRIPLET_KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
 from pygeometry.files import write_atomic  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.render import (MOTIONS, pose_vector_from_matrix, render_pair, render_sequence,  # noqa: E402
@@ -75,6 +75,9 @@ def parse_args(argv=None):
                    help="render one N-frame camera path (a trajectory) instead of the train/val/test splits")
     p.add_argument("--triplets", action="store_true",
                    help="render triplets (previous frame, target, next frame) for depth learning instead of pairs")
+    p.add_argument("--stereo", type=float, default=0.0, metavar="B",
+                   help="with --triplets: also render each target's stereo partner B metres to its right (a "
+                        "calibrated rig, for the scale-aware stereo mode of train_depth.py; default 0: none)")
     p.add_argument("--static", type=float, default=0.05,
                    help="with --triplets: fraction of triplets with a still camera (default 0.05)")
     args = p.parse_args(argv)
@@ -95,8 +98,9 @@ def _render(job):
     if cfg.get("triplets"):
         t = render_triplet(seed, height=cfg["height"], width=cfg["width"], motion=cfg["motion"],
                            supersample=cfg["supersample"], photometric_jitter=cfg["jitter"],
-                           static=_is_static(seed, cfg), motion_scale=cfg["motion_scale"])
-        return {k: t[k] for k in TRIPLET_KEYS}
+                           static=_is_static(seed, cfg), motion_scale=cfg["motion_scale"],
+                           stereo_baseline=cfg.get("stereo", 0.0))
+        return {k: t[k] for k in TRIPLET_KEYS + (STEREO_KEYS if cfg.get("stereo", 0.0) > 0 else ())}
     pair = render_pair(seed, height=cfg["height"], width=cfg["width"], motion=cfg["motion"],
                        supersample=cfg["supersample"], motion_scale=cfg["motion_scale"],
                        photometric_jitter=cfg["jitter"])
@@ -108,7 +112,7 @@ def _complete(path: Path, count: int, cfg) -> bool:
     older version counts as incomplete and is rendered again (the same pairs: every scene comes from its seed),
     because Caffe's HDF5Data reads it 7x slower in the training loop (pygeometry.data.hdf5.DatasetWriter)."""
     try:
-        keys = TRIPLET_KEYS if cfg.get("triplets") else KEYS
+        keys = (TRIPLET_KEYS + (STEREO_KEYS if cfg.get("stereo", 0.0) > 0 else ())) if cfg.get("triplets") else KEYS
         with h5py.File(path, "r") as f:
             return (all(f[k].shape[0] == count for k in keys) and f["tgt"].shape[2:] == (cfg["height"], cfg["width"])
                     and f["tgt"].compression is None)
@@ -150,7 +154,7 @@ def main(argv=None):
     cfg = {k: getattr(args, k) for k in ("height", "width", "motion", "motion_scale", "jitter", "supersample",
                                           "pairs_per_file", "seed")}
     if args.triplets:  # (pair datasets keep their recorded settings unchanged)
-        cfg.update(triplets=True, static=args.static)
+        cfg.update(triplets=True, static=args.static, **({"stereo": args.stereo} if args.stereo > 0 else {}))
     manifest = out / "dataset.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("config") != cfg:
         sys.exit(f"{out} holds a dataset made with other settings ({manifest}); choose another --out or delete it")
@@ -171,7 +175,8 @@ def main(argv=None):
                     bar.update(count)
                     continue
                 seeds = [args.seed + split_index * 10_000_000 + i for i in range(start, start + count)]
-                with DatasetWriter(path, args.height, args.width, triplet=args.triplets) as writer:
+                with DatasetWriter(path, args.height, args.width, triplet=args.triplets,
+                                   stereo=args.triplets and args.stereo > 0) as writer:
                     for pair in pool.imap(_render, [(s, cfg) for s in seeds], chunksize=4):
                         writer.append(**pair)
                         bar.update(1)

@@ -9,8 +9,10 @@ training and validation), snapshots (checkpoint.json names the complete ones), a
 result.json (depth metrics, pose metrics and 3-frame snippet ATE beside the baselines) and depth_grid.png (test
 frames: image, predicted depth, ground truth, error).
 
-Scale: monocular training fixes no scale, so depth is evaluated with per-image median scaling and pose by its
-rotation, translation direction, scale-aligned translation and scale-aligned ATE (pygeometry/depth_evaluation.py).
+Scale: monocular training (the default) fixes no scale, so depth is evaluated with per-image median scaling and
+pose by its rotation, translation direction, scale-aligned translation and scale-aligned ATE
+(pygeometry/depth_evaluation.py). --stereo (scale-aware) adds the target's stereo partner with the rig's known
+baseline as a source: depth is then metric, and is also evaluated without median scaling.
 
 Failure modes (depth collapsed to a constant or stuck at its range's ends, NaN, pose stuck at the identity, all
 pixels auto-masked) are checked on the training batch every 50 iterations; each is logged once per validation
@@ -40,7 +42,7 @@ from tqdm import tqdm  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import TRIPLET_KEYS, SplitError, validate_split  # noqa: E402
+from pygeometry.data.hdf5 import STEREO_KEYS, TRIPLET_KEYS, SplitError, validate_split  # noqa: E402
 from pygeometry.denormals import flush_denormals  # noqa: E402
 from pygeometry.depth_evaluation import (DEPTH_METRICS, HIGHER_IS_BETTER, REMEDIES, depth_baselines,  # noqa: E402
                                          depth_metrics, mean_depth_map, snippet_ate, training_warnings,
@@ -79,8 +81,13 @@ def parse_args(argv=None):
     p.add_argument("--no-automask", action="store_true", help="no auto-masking of static pixels")
     p.add_argument("--min-depth", type=float, default=0.1, help="smallest depth the network can predict (m)")
     p.add_argument("--max-depth", type=float, default=100.0, help="largest depth the network can predict (m)")
-    p.add_argument("--init-depth", type=float, default=10.0, help="the depth the network starts at (m)")
+    p.add_argument("--init-depth", type=float, default=None,
+                   help="the depth the network starts at (m; default: the sigmoid's middle, where it learns fastest)")
     p.add_argument("--norm", choices=("lrn", "batch"), default="lrn", help="encoders' normalisation")
+    p.add_argument("--stereo", action="store_true",
+                   help="scale-aware mode: the target's stereo partner (a split made with make_dataset.py --stereo) is "
+                        "a third source, warped with the rig's known transform; depth is then metric and is also "
+                        "evaluated without median scaling")
     p.add_argument("--weights", type=Path, default=None, help="initial weights (.caffemodel), copied by layer name")
     p.add_argument("--seed", type=int, default=1, help="Caffe random seed (weight init, shuffling)")
     p.add_argument("--resume", default=None, help="a .solverstate, or 'auto' for the last checkpoint in --out")
@@ -94,7 +101,7 @@ def parse_args(argv=None):
 def net_options(args) -> dict:
     return dict(pose_encoder=args.pose_encoder, scales=tuple(args.scales), alpha=args.alpha,
                 smoothness=args.smoothness, automask=not args.no_automask, min_depth=args.min_depth,
-                max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm)
+                max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo)
 
 
 def write_nets(args, out: Path, height: int, width: int) -> dict:
@@ -196,6 +203,9 @@ def evaluate(args, out: Path, files: dict, weights: Path, log) -> dict:
     for method, pred in predictions.items():
         m = depth_metrics(pred, test["tgt_depth"])
         table["depth"][method] = {k: float(np.nanmean(m[k])) for k in DEPTH_METRICS}
+    if args.stereo:  # metric depth: the network's own scale, no median scaling (the baselines have no scale)
+        m = depth_metrics(depth, test["tgt_depth"], median_scaling=False)
+        table["depth_metric"] = {"network": {k: float(np.nanmean(m[k])) for k in DEPTH_METRICS}}
     poses = {"network": (xi_prev, xi_next), "identity": (np.zeros((n, 6)), np.zeros((n, 6))),
              "mean training pose": (np.tile(train["xi_prev"].mean(0), (n, 1)), np.tile(train["xi_next"].mean(0), (n, 1)))}
     for method, (p, q) in poses.items():
@@ -224,6 +234,9 @@ def verdict_lines(table: dict) -> list:
         lines.append(f"  pose {k:20s} network {values['network']:.4f}  baselines " +
                      ", ".join(f"{m} {v:.4f}" for m, v in values.items() if m != "network") +
                      f"  ({values['network'] / max(better, 1e-12):.2f}x)")
+    if "depth_metric" in table:
+        lines.append("  depth without median scaling (stereo: metric): " + ", ".join(
+            f"{k} {v:.4f}" for k, v in table["depth_metric"]["network"].items()))
     ate = table["ate_m"]
     lines.append(f"  3-frame snippet ATE (scale-aligned) network {ate['network']:.4f} m, identity {ate['identity']:.4f}, "
                  f"mean training pose {ate['mean training pose']:.4f}")
@@ -236,11 +249,12 @@ def main(argv=None):
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    keys = TRIPLET_KEYS + (STEREO_KEYS if args.stereo else ())
     try:
-        train_split = validate_split(args.data / "train.txt", keys=TRIPLET_KEYS)
+        train_split = validate_split(args.data / "train.txt", keys=keys)
         height, width = train_split.height, train_split.width
-        val_split = validate_split(args.data / "val.txt", expected_hw=(height, width), keys=TRIPLET_KEYS)
-        validate_split(args.data / "test.txt", expected_hw=(height, width), keys=TRIPLET_KEYS)
+        val_split = validate_split(args.data / "val.txt", expected_hw=(height, width), keys=keys)
+        validate_split(args.data / "test.txt", expected_hw=(height, width), keys=keys)
     except SplitError as exc:
         sys.exit(f"train_depth.py: error: {exc}")
     problem = check_resume(out, settings_of(args, NOT_SETTINGS), args.resume)

@@ -56,6 +56,17 @@ def test_triplet_sources_warp_onto_the_target_with_the_true_poses(triplet):
     np.testing.assert_allclose(matrix_from_pose_vector(triplet["xi_next"]), triplet["next_T_tgt"], atol=1e-12)
 
 
+def test_stereo_partner_warps_onto_the_target_with_the_rig_transform():
+    t = render_triplet(5, height=64, width=96, photometric_jitter=0.0, stereo_baseline=0.5)
+    np.testing.assert_array_equal(t["stereo_T_tgt"][:3, 3], [-0.5, 0, 0])
+    b = {k: v[None] for k, v in t.items() if isinstance(v, np.ndarray)}
+    warped, _ = warp_source(b["src_stereo"], b["tgt_depth"], b["K"], b["stereo_T_tgt"])
+    error = np.abs(warped[0] - t["tgt"]).mean(axis=0)
+    assert np.median(error) < 0.04 and error.mean() < 0.5 * np.abs(t["src_stereo"] - t["tgt"]).mean()
+    mono = render_triplet(5, height=64, width=96, photometric_jitter=0.0)
+    np.testing.assert_array_equal(mono["src_next"], t["src_next"])  # the rig adds a view, changes none
+
+
 def test_static_triplet_has_identity_poses():
     t = render_triplet(7, height=32, width=64, static=True)
     np.testing.assert_array_equal(t["prev_T_tgt"], np.eye(4))
@@ -148,7 +159,7 @@ def test_depth_pose_deploy_net_outputs(encoder):
     depth, xi = net.blobs["depth"].data, net.blobs["xi"].data
     assert depth.shape == (2, 1, 64, 96) and xi.shape == (4, 6)
     assert np.all(depth >= 0.1 - 1e-4) and np.all(depth <= 100 + 1e-2)
-    np.testing.assert_allclose(np.median(depth), 10.0, rtol=0.2)  # starts at init_depth
+    np.testing.assert_allclose(np.median(depth), 1 / (0.01 + 9.99 / 2), rtol=0.2)  # the sigmoid's middle
     assert np.all(xi == 0)  # the identity
 
 
@@ -162,20 +173,23 @@ def _make_triplets(out, *extra):
 def test_make_dataset_writes_triplets(tmp_path):
     import h5py
 
-    _make_triplets(tmp_path)
+    _make_triplets(tmp_path, "--stereo", "0.5")
     record = json.loads((tmp_path / "dataset.json").read_text())
     assert record["complete"] and record["config"]["triplets"]
     with h5py.File(tmp_path / "train_000.h5", "r") as f:
         assert f["src_prev"].shape == (8, 3, 64, 64) and f["next_T_tgt"].shape == (8, 4, 4)
+        assert f["src_stereo"].shape == (8, 3, 64, 64) and np.all(f["stereo_T_tgt"][:, 0, 3] == -0.5)
         still = np.all(f["xi_next"][...] == 0, axis=1) & np.all(f["xi_prev"][...] == 0, axis=1)
     assert int(still.sum()) == record["static_triplets"]["train"]
 
 
-def test_train_depth_end_to_end_and_resume_guard(tmp_path):
+@pytest.mark.parametrize("mode", ["monocular", "stereo"])
+def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     data, out = tmp_path / "data", tmp_path / "run"
-    _make_triplets(data)
+    _make_triplets(data, *(["--stereo", "0.5"] if mode == "stereo" else []))
     cmd = [sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(data), "--out", str(out),
-           "--iters", "4", "--batch", "2", "--val-interval", "2", "--snapshot-interval", "2", "--no-progress"]
+           "--iters", "4", "--batch", "2", "--val-interval", "2", "--snapshot-interval", "2", "--no-progress",
+           *(["--stereo"] if mode == "stereo" else [])]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
@@ -186,5 +200,6 @@ def test_train_depth_end_to_end_and_resume_guard(tmp_path):
     for name in ("depth_grid.png", "curves.png", "deploy.prototxt", "final.caffemodel"):
         assert (out / name).stat().st_size > 0
     assert "Abs Rel" in (out / "train.log").read_text()
+    assert ("depth_metric" in result) == (mode == "stereo")
     proc = subprocess.run(cmd + ["--resume", "auto", "--smoothness", "0.01"], capture_output=True, text=True)
     assert proc.returncode != 0 and "smoothness: 0.001 then, 0.01 now" in proc.stderr

@@ -18,6 +18,9 @@ Triplets (depth and pose from video; make_dataset.py --triplets, written with Da
     prev_T_tgt, next_T_tgt  (N, 4, 4)  ground-truth transforms from the target camera frame to the previous /
                              next frame's camera frame (for evaluation only)
     xi_prev, xi_next  (N, 6)  the same poses as pose vectors
+  optional, a calibrated stereo rig (make_dataset.py --stereo B; both or none in a file):
+    src_stereo (N, 3, H, W)  the target's stereo partner (B metres to its right)
+    stereo_T_tgt (N, 4, 4)   its known transform from the target camera (translation [-B, 0, 0])
 A split is a text file (train.txt, val.txt, test.txt) listing one HDF5 path per line, as Caffe's HDF5Data
 `source` expects. Paths are absolute, so `caffe train` finds them from any working directory.
 
@@ -41,6 +44,7 @@ from ..files import partial_path, write_atomic
 
 KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt", "xi_gt")
 TRIPLET_KEYS = ("src_prev", "tgt", "src_next", "tgt_depth", "K", "prev_T_tgt", "next_T_tgt", "xi_prev", "xi_next")
+STEREO_KEYS = ("src_stereo", "stereo_T_tgt")
 SEQUENCE_KEYS = ("sequence", "tgt_frame", "src_frame", "tgt_time", "src_time")
 SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8"}
 
@@ -49,7 +53,7 @@ def _shapes(height, width):
     image = (3, height, width)
     return {"src": image, "tgt": image, "tgt_depth": (1, height, width), "K": (4,), "src_T_tgt": (4, 4), "xi_gt": (6,),
             "src_prev": image, "src_next": image, "prev_T_tgt": (4, 4), "next_T_tgt": (4, 4), "xi_prev": (6,),
-            "xi_next": (6,)}
+            "xi_next": (6,), "src_stereo": image, "stereo_T_tgt": (4, 4)}
 
 
 class DatasetWriter:
@@ -60,9 +64,9 @@ class DatasetWriter:
             w.append(src=..., tgt=..., tgt_depth=..., K=..., src_T_tgt=..., xi_gt=...)
     """
 
-    def __init__(self, path, height, width, compression=None, sequence=False, triplet=False):
+    def __init__(self, path, height, width, compression=None, sequence=False, triplet=False, stereo=False):
         """sequence=True: every pair also carries SEQUENCE_KEYS (sequence id, frame numbers, timestamps).
-        triplet=True: samples are triplets (TRIPLET_KEYS) instead of pairs (KEYS).
+        triplet=True: samples are triplets (TRIPLET_KEYS) instead of pairs (KEYS); stereo=True adds STEREO_KEYS.
 
         compression: None (the default) or "gzip" (level 1) for the image-sized keys. Caffe's HDF5Data reads a
         whole file into memory whenever it moves to the next one, in the training loop: gzip made that 7x slower
@@ -72,7 +76,7 @@ class DatasetWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = partial_path(self.path)
-        main = TRIPLET_KEYS if triplet else KEYS
+        main = (TRIPLET_KEYS + (STEREO_KEYS if stereo else ())) if triplet else KEYS
         self.shapes = {k: v for k, v in _shapes(height, width).items() if k in main}
         self.file = h5py.File(self.tmp, "w")
         self.count = 0

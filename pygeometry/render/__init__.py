@@ -139,7 +139,7 @@ def varied_scene(rng):
 
 
 def render_triplet(seed, height=64, width=224, motion="driving", supersample=2, photometric_jitter=0.1,
-                   static=False, motion_scale=1.0):
+                   static=False, motion_scale=1.0, stereo_baseline=0.0):
     """Three frames of a short clip through a varied scene (varied_scene): the target and the frames before and
     after it, with the target's exact depth and both relative poses; deterministic from seed.
 
@@ -156,11 +156,14 @@ def render_triplet(seed, height=64, width=224, motion="driving", supersample=2, 
         photometric_jitter: j, applied to each frame independently (see render_pair).
         static: no camera motion.
         motion_scale: multiplies every motion magnitude.
+        stereo_baseline: b > 0 also renders the target's stereo partner, a camera b metres to its right (+x) with
+            the same orientation and intrinsics (stereo_T_tgt = translation [-b, 0, 0]), as a calibrated rig.
 
     Returns:
         dict with src_prev, tgt, src_next (3, H, W) float32 RGB in [0, 1]; tgt_depth (1, H, W) float32 z (m);
         K (4,) float32 (default_K); prev_T_tgt, next_T_tgt (4, 4) float64 (target-camera points into that frame's
-        camera); xi_prev, xi_next (6,) the same as pose vectors; scene "room" or "corridor".
+        camera); xi_prev, xi_next (6,) the same as pose vectors; scene "room" or "corridor"; with a stereo
+        baseline also src_stereo (3, H, W) and stereo_T_tgt (4, 4).
     """
     rng = np.random.default_rng(seed)
     world, world_T_tgt, kind = varied_scene(rng)
@@ -171,13 +174,21 @@ def render_triplet(seed, height=64, width=224, motion="driving", supersample=2, 
         next_T_tgt = sample_motion(rng, motion, motion_scale)
         prev_T_tgt = np.linalg.inv(sample_motion(rng, motion, motion_scale))
     views = {}
-    for key, T in (("src_prev", prev_T_tgt), ("tgt", np.eye(4)), ("src_next", next_T_tgt)):
+    frames = [("src_prev", prev_T_tgt), ("tgt", np.eye(4)), ("src_next", next_T_tgt)]
+    stereo_T_tgt = np.eye(4)
+    if stereo_baseline > 0:
+        stereo_T_tgt[0, 3] = -stereo_baseline
+        frames.append(("src_stereo", stereo_T_tgt))
+    for key, T in frames:
         image, depth = render(world, world_T_tgt @ np.linalg.inv(T), K, height, width, supersample)
         views[key] = _jittered(rng, image, photometric_jitter)
         if key == "tgt":
             views["tgt_depth"] = depth.astype(np.float32)
-    return dict(views, K=K.astype(np.float32), prev_T_tgt=prev_T_tgt, next_T_tgt=next_T_tgt,
-                xi_prev=pose_vector_from_matrix(prev_T_tgt), xi_next=pose_vector_from_matrix(next_T_tgt), scene=kind)
+    out = dict(views, K=K.astype(np.float32), prev_T_tgt=prev_T_tgt, next_T_tgt=next_T_tgt,
+               xi_prev=pose_vector_from_matrix(prev_T_tgt), xi_next=pose_vector_from_matrix(next_T_tgt), scene=kind)
+    if stereo_baseline > 0:
+        out["stereo_T_tgt"] = stereo_T_tgt
+    return out
 
 
 def render_sequence(seed, n_frames=24, height=64, width=208, supersample=2, photometric_jitter=0.0, scene="corridor"):
