@@ -171,10 +171,11 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         pose_downsample: the separate pose encoder sees the images block-averaged by this.
         norm: the AlexNet encoders' normalisation ("lrn" or "batch").
         stereo: the scale-aware stereo mode (train and val phases): the target's stereo partner (src_stereo, with
-            its known stereo_T_tgt from the split) is a third source of the minimum reprojection, warped with the
-            rig's transform instead of a predicted one. Its known baseline gives depth (and so the translations)
-            metric scale, and depth a correct warp from the first iteration (Depth-VO-Feat's and Monodepth2's
-            "MS" training).
+            its known stereo_T_tgt from the split) is warped with the rig's transform instead of a predicted one,
+            into a loss of its own (stereo_loss<s>: the photometric error, auto-masked by the unwarped partner), as
+            Depth-VO-Feat's separate spatial and temporal losses. Its known baseline gives depth (and so the
+            translations) metric scale. Inside the minimum over the temporal sources it was ignored: the network
+            explained the target with the temporal sources at a tenth of the true scale (measured on one batch).
     """
     if phase not in ("train", "val", "deploy"):
         raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
@@ -250,10 +251,13 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
                         ntop=sources)
         for name, part in zip(names, parts):
             setattr(n, f"warped{s}_{name}", part)
-        loss, reprojected = G.min_reprojection_loss(list(parts), n.tgt, unwarped if automask else None, alpha=alpha,
-                                                    with_reprojected=True, loss_weight=[weight, 0.0])
+        loss, reprojected = G.min_reprojection_loss(list(parts[:2]), n.tgt, unwarped[:2] if automask else None,
+                                                    alpha=alpha, with_reprojected=True, loss_weight=[weight, 0.0])
         setattr(n, f"loss{s}", loss)
         setattr(n, f"reprojected{s}", reprojected)
+        if sources == 3:  # the stereo partner: a loss of its own, so that depth must explain it everywhere
+            setattr(n, f"stereo_loss{s}", G.min_reprojection_loss(
+                [parts[2]], n.tgt, unwarped[2:] if automask else None, alpha=alpha, loss_weight=weight))
         silenced += [proj_valid, warp_valid]
         if smoothness > 0:
             image = tgt_levels.get(2 ** s, n.tgt)

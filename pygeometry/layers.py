@@ -430,6 +430,10 @@ class EdgeAwareSmoothness(_Layer):
             self.fail(f"needs H >= 2 and W >= 2, got {d[2]}x{d[3]}")
         self.expect_shape("image", bottom[1].data.shape, (d[0], None, d[2], d[3]))
         top[0].reshape()
+        self._ready = False
+
+    def check_setup(self, bottom, top):
+        self._grad, self._ready = None, False
 
     def _disp(self, bottom):
         disp = bottom[0].data
@@ -440,12 +444,21 @@ class EdgeAwareSmoothness(_Layer):
         return disp
 
     def forward(self, bottom, top):
-        top[0].data[...] = smoothness.smoothness_forward(self._disp(bottom), bottom[1].data)
+        disp = self._disp(bottom)
+        if self._grad is None or self._grad.shape != disp.shape or self._grad.dtype != disp.dtype:
+            self._grad = np.empty_like(disp)
+        # the gradient is computed in the same pass (kept for the backward; the same bottoms follow, as in Caffe)
+        top[0].data[...] = smoothness.smoothness_forward_into(disp, bottom[1].data, self._grad)
+        self._ready = True
 
     def backward(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            scale = float(top[0].diff.flat[0])
-            bottom[0].diff[...] = scale * smoothness.smoothness_backward(self._disp(bottom), bottom[1].data)
+        if not propagate_down[0]:
+            return
+        scale = float(top[0].diff.flat[0])
+        if self._ready:
+            np.multiply(self._grad, self._grad.dtype.type(scale), out=bottom[0].diff)
+        else:  # no forward since the last reshape
+            smoothness.smoothness_backward_into(self._disp(bottom), bottom[1].data, scale, bottom[0].diff)
 
 
 class _Augmentation(_Layer):

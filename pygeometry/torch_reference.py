@@ -167,6 +167,34 @@ def photometric_loss(warped, target, mask=None, alpha=0.0):
     return (mask * e).sum() / torch.where(total > 0, total, 1.0)
 
 
+def photometric_error_map(warped, target, alpha=0.85):
+    """Per-pixel error (N, 1, H, W): mean over channels of alpha (1 - SSIM) / 2 + (1 - alpha) |warped - target|."""
+    e = (1 - alpha) * (warped - target).abs().mean(1, keepdim=True)
+    if alpha > 0:
+        e = e + alpha * ((1 - ssim(warped, target)) / 2).mean(1, keepdim=True)
+    return e
+
+
+def min_reprojection_loss(warped, target, unwarped=None, alpha=0.85):
+    """MinReprojectionLoss as Monodepth2 computes it: the per-pixel minimum of the warped sources' errors (and,
+    with auto-masking, of the unwarped sources' errors), averaged over all pixels. warped, unwarped: lists."""
+    errors = torch.cat([photometric_error_map(w, target, alpha) for w in warped], 1).min(1)[0]
+    if unwarped is not None:
+        identity = torch.cat([photometric_error_map(u, target, alpha) for u in unwarped], 1).min(1)[0]
+        errors = torch.where(errors <= identity, errors, identity)
+    return errors.mean()
+
+
+def edge_aware_smoothness(disp, image):
+    """EdgeAwareSmoothness as Monodepth2's get_smooth_loss on the mean-normalised disparity."""
+    d = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
+    gx = (d[:, :, :, :-1] - d[:, :, :, 1:]).abs()
+    gy = (d[:, :, :-1, :] - d[:, :, 1:, :]).abs()
+    ix = (image[:, :, :, :-1] - image[:, :, :, 1:]).abs().mean(1, keepdim=True)
+    iy = (image[:, :, :-1, :] - image[:, :, 1:, :]).abs().mean(1, keepdim=True)
+    return (gx * torch.exp(-ix)).mean() + (gy * torch.exp(-iy)).mean()
+
+
 def euclidean_loss(a, b):
     """Caffe's EuclideanLoss: sum((a - b)^2) / (2 N), N = a.shape[0]."""
     return ((a - b) ** 2).sum() / (2 * a.shape[0])

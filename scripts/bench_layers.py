@@ -87,16 +87,24 @@ def smooth_depth(rng, N, H, W):
 def make_inputs(args, rng):
     N, C, H, W = args.batch, args.channels, args.height, args.width
     K = [0.6 * W, 0.6 * W, (W - 1) / 2, (H - 1) / 2]
+    depth = smooth_depth(rng, N, H, W)
     return dict(
         K=K,
         xi=np.concatenate([rng.normal(size=(N, 3)) * 0.1, rng.normal(size=(N, 3)) * 0.03], 1).astype(np.float32),
-        depth=smooth_depth(rng, N, H, W),
+        depth=depth,
         src=rng.uniform(size=(N, C, H, W)).astype(np.float32),
+        src2=rng.uniform(size=(N, C, H, W)).astype(np.float32),
         tgt=rng.uniform(size=(N, C, H, W)).astype(np.float32),
+        disp=(1.0 / np.maximum(depth, 0.1)).astype(np.float32),
     )
 
 
 # ------------------------------------------------------------------------------------------------ caffe side
+MIN_REPROJECTION = "MinReprojectionLoss (2 sources, auto-mask)"
+SMOOTHNESS = "EdgeAwareSmoothness"
+LOSSES = ("PhotometricLoss (alpha 0.85)", MIN_REPROJECTION, SMOOTHNESS)  # scalar outputs: Caffe gives them diff 1
+
+
 def caffe_cases(inp):
     import caffe
     from caffe import layers as L
@@ -109,7 +117,7 @@ def caffe_cases(inp):
     points = transform_grid_forward(inp["depth"], T, K)
     coords, _ = projection_forward(points, K)
     feeds = dict(xi=inp["xi"], depth=inp["depth"], src=inp["src"], tgt=inp["tgt"], T=T, points=points,
-                 coords=coords)
+                 coords=coords, src2=inp["src2"], disp=inp["disp"])
 
     def spec(bottoms, build, learnable=()):
         """Input bottoms (force_backward gives them all gradients), or, when `learnable` names some, those
@@ -139,6 +147,12 @@ def caffe_cases(inp):
     cases["chain + image grad"] = spec(["xi", "depth", "src"], chain)
     cases["PhotometricLoss (alpha 0.85)"] = spec(
         ["src", "tgt"], lambda n: setattr(n, "out", G.photometric_loss(n.src, n.tgt, alpha=0.85)))
+    # The depth-learning losses, as a depth iteration runs them: the warped sources learn, the rest is data.
+    cases[MIN_REPROJECTION] = spec(
+        ["src", "src2", "tgt"], lambda n: setattr(n, "out", G.min_reprojection_loss(
+            [n.src, n.src2], n.tgt, [n.src2, n.src], alpha=0.85)), learnable=("src", "src2"))
+    cases[SMOOTHNESS] = spec(["disp", "tgt"], lambda n: setattr(n, "out", G.edge_aware_smoothness(n.disp, n.tgt)),
+                             learnable=("disp",))
     runners = {}
     for name, (n, learnable) in cases.items():
         net = caffe_net(n, force_backward=not learnable)
@@ -146,7 +160,7 @@ def caffe_cases(inp):
             net.blobs[b].data[...] = feeds[b]
         for b in learnable:
             net.params[b][0].data[...] = feeds[b]
-        if not name.startswith("PhotometricLoss"):
+        if name not in LOSSES:
             # dL/dout: set once (Caffe leaves a top's diff alone between iterations; with loss_weight it is also
             # what the forward's loss dot product reads), so that the timing is the layers', not a 5 MB copy.
             net.blobs["out"].diff[...] = output_gradient(net.blobs["out"].data.shape)
@@ -154,7 +168,7 @@ def caffe_cases(inp):
         def run(net=net):
             net.forward()
             net.backward()
-        if not name.startswith("PhotometricLoss"):
+        if name not in LOSSES:
             run()
             if not np.array_equal(net.blobs["out"].diff, output_gradient(net.blobs["out"].data.shape)):
                 raise RuntimeError(f"{name}: caffe changed the output's diff; the benchmark's premise is wrong")
@@ -166,7 +180,8 @@ def caffe_cases(inp):
 def torch_cases(inp):
     import torch
 
-    from pygeometry.torch_reference import T_from, grid, pixel_rays, project, se3, ssim_l1, warp
+    from pygeometry.torch_reference import (T_from, edge_aware_smoothness, grid, min_reprojection_loss, pixel_rays,
+                                            project, se3, ssim_l1, warp)
 
     N, _, H, W = inp["src"].shape
     K = inp["K"]
@@ -175,6 +190,8 @@ def torch_cases(inp):
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).requires_grad_(True)  # noqa: E731
     xi, depth, src, tgt = t(inp["xi"]), t(inp["depth"]), t(inp["src"]), t(inp["tgt"])
     src_data = torch.from_numpy(np.ascontiguousarray(inp["src"]))  # no gradient: the image is data
+    src2, disp = t(inp["src2"]), t(inp["disp"])
+    src2_data, tgt_data = (torch.from_numpy(np.ascontiguousarray(inp[k])) for k in ("src2", "tgt"))
     with torch.no_grad():
         R0, t0 = se3(xi)
         points0 = grid(depth, R0, t0, rays)
@@ -205,6 +222,9 @@ def torch_cases(inp):
         "chain": with_grad(lambda: warp(src_data, project(grid(depth, *se3(xi), rays), K)), [xi, depth]),
         "chain + image grad": with_grad(lambda: warp(src, project(grid(depth, *se3(xi), rays), K)), [xi, depth, src]),
         "PhotometricLoss (alpha 0.85)": with_grad(lambda: ssim_l1(src, tgt), [src, tgt]),
+        MIN_REPROJECTION: with_grad(lambda: min_reprojection_loss([src, src2], tgt_data, [src2_data, src_data]),
+                                    [src, src2]),
+        SMOOTHNESS: with_grad(lambda: edge_aware_smoothness(disp, tgt_data), [disp]),
     }
 
 

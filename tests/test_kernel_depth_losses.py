@@ -8,7 +8,8 @@ from conftest import numeric_grad
 from pygeometry.kernels.min_reprojection import (min_reprojection_backward, min_reprojection_forward,
                                                  min_reprojection_reference)
 from pygeometry.kernels.photometric import photometric_forward
-from pygeometry.kernels.smoothness import smoothness_backward, smoothness_forward
+from pygeometry.kernels.smoothness import (smoothness_backward, smoothness_backward_into, smoothness_forward,
+                                           smoothness_forward_into)
 
 
 def _views(rng, sources=2, n=2, c=3, h=6, w=7):
@@ -122,3 +123,46 @@ def test_smoothness_constant_disparity_is_zero_and_finite():
     assert smoothness_forward(disp, image) == 0.0
     grad = smoothness_backward(disp, image)
     assert np.all(np.isfinite(grad)) and np.all(grad == 0)
+
+
+def test_both_losses_equal_monodepth2s_formulas_in_torch(rng):
+    """An independent reference: Monodepth2's formulas written in PyTorch (pygeometry.torch_reference), float64,
+    forward values and autograd gradients."""
+    import torch  # installed by make test (a test and benchmark dependency only)
+
+    from pygeometry import torch_reference as TR
+
+    target, warped, identity = _views(rng, sources=2, h=7, w=9)
+    t = lambda a: torch.from_numpy(a.copy()).requires_grad_(True)  # noqa: E731
+    tw = [t(w) for w in warped]
+    ref = TR.min_reprojection_loss(tw, torch.from_numpy(target), [torch.from_numpy(u) for u in identity])
+    ref.backward()
+    loss, grads, _ = _fast(target, warped, identity, 0.85)
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    for g, w in zip(grads, tw):
+        np.testing.assert_allclose(g, w.grad.numpy(), rtol=1e-9, atol=1e-15)
+    disp, image = _disp_image(rng)
+    td = t(disp)
+    ref = TR.edge_aware_smoothness(td, torch.from_numpy(image))
+    ref.backward()
+    assert smoothness_forward(disp, image) == pytest.approx(ref.item(), rel=1e-9)
+    np.testing.assert_allclose(smoothness_backward(disp, image), td.grad.numpy(), rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_smoothness_fast_kernels_equal_the_reference(rng, dtype):
+    disp, image = (a.astype(dtype) for a in _disp_image(rng, n=3, h=6, w=9))
+    assert smoothness_forward_into(disp, image) == pytest.approx(smoothness_forward(disp, image), rel=1e-6)
+    grad = np.empty_like(disp)
+    smoothness_backward_into(disp, image, 0.7, grad)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(grad, 0.7 * smoothness_backward(disp, image), rtol=1e-5 if dtype == np.float32 else 1e-10,
+                               atol=1e-9)
+
+
+def test_smoothness_fast_gradient(rng):
+    disp, image = _disp_image(rng)
+    grad = np.empty_like(disp)
+    smoothness_backward_into(disp, image, 1.0, grad)
+    np.testing.assert_allclose(grad, numeric_grad(lambda: smoothness_forward_into(disp, image), disp), rtol=1e-6,
+                               atol=1e-9)

@@ -12,10 +12,18 @@ Convention:
 
     Gradient through the normalisation, per image with m = mean(disp) + eps and G = dloss/dd:
         dloss/ddisp_p = G_p / m - sum_q G_q disp_q / (m^2 H W).
+
+Two implementations, tested against each other (tests/test_kernel_depth_losses.py):
+    smoothness_forward / smoothness_backward: the readable reference (numpy, whole-array differences).
+    smoothness_forward_into / smoothness_backward_into: what the layer runs (numba, one pass per image row,
+        float64 sums, no image-sized temporaries; the numpy version was 5x PyTorch's time, benchmarked).
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
+
+from .finite import FASTMATH
 
 EPS = 1e-7
 
@@ -60,3 +68,80 @@ def smoothness_backward(disp: np.ndarray, image: np.ndarray) -> np.ndarray:
     G[..., :-1, :] -= gy
     grad = G / m - (G * d64).sum(axis=(2, 3), keepdims=True) / (m * m * H * W)
     return grad.astype(disp.dtype)
+
+
+# ------------------------------------------------------------------------------------------------ fast kernels
+@numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
+def _smoothness_kernel(disp, image, grad, want_grad, out):
+    """out[n] = (sum over x-edges of |dd| w, sum over y-edges) per image (float64); with want_grad, grad =
+    d(loss)/ddisp with loss = sum_n out[n, 0] / count_x + out[n, 1] / count_y. Each edge's weight is computed
+    once, and its gradient scattered to both of its pixels."""
+    N, C, H, W = image.shape
+    count_x, count_y = N * H * (W - 1), N * (H - 1) * W
+    for n in numba.prange(N):
+        total = 0.0
+        for i in range(H):
+            for j in range(W):
+                total += np.float64(disp[n, 0, i, j])
+        m = total / (H * W) + EPS
+        inv_m = 1.0 / m
+        if want_grad:
+            for i in range(H):
+                for j in range(W):
+                    grad[n, 0, i, j] = 0.0
+        sx = 0.0
+        sy = 0.0
+        for i in range(H):
+            for j in range(W):
+                d = np.float64(disp[n, 0, i, j]) * inv_m
+                if j + 1 < W:
+                    g = 0.0
+                    for c in range(C):
+                        g += abs(np.float64(image[n, c, i, j + 1]) - np.float64(image[n, c, i, j]))
+                    w = np.exp(-g / C)
+                    diff = np.float64(disp[n, 0, i, j + 1]) * inv_m - d
+                    sx += abs(diff) * w
+                    if want_grad:
+                        k = ((diff > 0) - (diff < 0)) * w / count_x
+                        grad[n, 0, i, j + 1] += k
+                        grad[n, 0, i, j] -= k
+                if i + 1 < H:
+                    g = 0.0
+                    for c in range(C):
+                        g += abs(np.float64(image[n, c, i + 1, j]) - np.float64(image[n, c, i, j]))
+                    w = np.exp(-g / C)
+                    diff = np.float64(disp[n, 0, i + 1, j]) * inv_m - d
+                    sy += abs(diff) * w
+                    if want_grad:
+                        k = ((diff > 0) - (diff < 0)) * w / count_y
+                        grad[n, 0, i + 1, j] += k
+                        grad[n, 0, i, j] -= k
+        out[n, 0] = sx
+        out[n, 1] = sy
+        if want_grad:  # through the normalisation: G / m - sum(G disp) / (m^2 H W)
+            gd = 0.0
+            for i in range(H):
+                for j in range(W):
+                    gd += np.float64(grad[n, 0, i, j]) * np.float64(disp[n, 0, i, j])
+            k = gd / (m * m * H * W)
+            for i in range(H):
+                for j in range(W):
+                    grad[n, 0, i, j] = np.float64(grad[n, 0, i, j]) * inv_m - k
+
+
+def smoothness_forward_into(disp, image, grad=None) -> float:
+    """The loss of :func:`smoothness_forward`, fast (disp (N, 1, H, W), image (N, C, H, W), C-contiguous). With
+    grad (N, 1, H, W) of disp's dtype, also fills it with dloss/ddisp in the same pass (the layer keeps it for its
+    backward: the edge weights' exponentials are most of the cost)."""
+    N, _, H, W = disp.shape
+    out = np.empty((N, 2))
+    want = grad is not None
+    _smoothness_kernel(disp, image, grad if want else np.empty((1, 1, 1, 1), disp.dtype), want, out)
+    return float(out[:, 0].sum() / (N * H * (W - 1)) + out[:, 1].sum() / (N * (H - 1) * W))
+
+
+def smoothness_backward_into(disp, image, scale, grad):
+    """grad (N, 1, H, W) of disp's dtype = scale * dloss/ddisp, fast (through smoothness_forward_into)."""
+    smoothness_forward_into(disp, image, grad)
+    if scale != 1.0:
+        grad *= grad.dtype.type(scale)
