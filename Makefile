@@ -1,10 +1,14 @@
 # pygeometry: every target installs what it needs first (scripts/install/setup.sh is a quick no-op when done).
 PY := .venv/bin/python
 
-.PHONY: setup test test-blas train pose-fit data bench efficientnet report help
+.PHONY: setup test test-blas train train-depth pose-fit data data-depth bench efficientnet report help
 help:
 	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion (8000 it., mirrored and recoloured pairs) on the"
 	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
+	@echo "make train-depth  set up, render data/synthetic_depth_stereo if absent (triplets + stereo partner), learn depth"
+	@echo "             from one image and pose from two together (stereo mode: the rig's known baseline gives the"
+	@echo "             scale) into runs/depth/, and compare depth and pose with the trivial baselines"
+	@echo "make data-depth  set up and render the triplet datasets (monocular and stereo) into data/"
 	@echo "make pose-fit  fit one pose to one rendered pair with caffe train (the smallest real job)"
 	@echo "make test    set up and run the test suite"
 	@echo "make test-blas  repeat the BLAS-sensitive tests (-m blas) under every OpenBLAS kernel this CPU can run"
@@ -35,6 +39,15 @@ train: setup
 	$(PY) scripts/make_dataset.py --out data/synthetic
 	$(PY) scripts/train.py --network early_fusion_photometric --data data/synthetic --out runs/default --resume auto \
 	  --iters 8000 --mirror 0.5 --colour 0.2
+
+DEPTH_DATA := data/synthetic_depth_stereo
+train-depth: setup
+	$(PY) scripts/make_dataset.py --triplets --stereo 0.5 --out $(DEPTH_DATA)
+	$(PY) scripts/train_depth.py --data $(DEPTH_DATA) --stereo --min-depth 0.5 --out runs/depth --resume auto --iters 3000
+
+data-depth: setup
+	$(PY) scripts/make_dataset.py --triplets --out data/synthetic_depth
+	$(PY) scripts/make_dataset.py --triplets --stereo 0.5 --out $(DEPTH_DATA)
 
 pose-fit: setup
 	$(PY) scripts/train_pose_fit.py

@@ -60,7 +60,7 @@ def test_caffe_train_learns_a_pose_from_photometric_loss(tmp_path):
 
 def test_scripts_have_help():
     for script in ("train_pose_fit.py", "bench_layers.py", "bench_train.py", "make_dataset.py", "show_dataset.py",
-                   "convert_kitti.py", "convert_tum.py", "diagnose.py", "train.py"):
+                   "convert_kitti.py", "convert_tum.py", "diagnose.py", "train.py", "train_depth.py"):
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
                               text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout, script
@@ -108,6 +108,28 @@ def test_caffe_time_and_train_run_every_shipped_net(name, tmp_path, default_size
     assert "Average Forward-Backward" in proc.stderr
     if name not in SUPERVISED:
         assert "depth_valid\tbackward" in proc.stderr  # the Threshold layer's backward ran
+    proc = _caffe(["train", "-solver", solver], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Optimization Done" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def default_size_triplets(tmp_path_factory):
+    """Triplets at the shipped depth nets' size (64 x 224, make_dataset.py --triplets' default): 4 for training."""
+    out = tmp_path_factory.mktemp("triplets_64x224")
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--triplets", "--out", str(out),
+                           "--train", "4", "--val", "2", "--test", "2", "--workers", "1"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+@pytest.mark.parametrize("name", ["depth_pose", "depth_pose_shared"])
+def test_caffe_time_and_train_run_the_shipped_depth_nets(name, tmp_path, default_size_triplets):
+    model, solver = _shipped_net(name, default_size_triplets, tmp_path)
+    proc = _caffe(["time", "-model", model, "-iterations", 2], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "loss0\tbackward" in proc.stderr and "smooth3\tbackward" in proc.stderr
     proc = _caffe(["train", "-solver", solver], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Optimization Done" in proc.stderr
