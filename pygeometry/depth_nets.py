@@ -154,7 +154,7 @@ def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCAL
 
 def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
                    alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=None,
-                   pose_downsample=2, norm="lrn", stereo=False):
+                   pose_downsample=2, norm="lrn", stereo=False, temporal_depth_grad=True):
     """NetSpec of the depth and pose networks trained together (module docstring).
 
     Args:
@@ -176,6 +176,9 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
             Depth-VO-Feat's separate spatial and temporal losses. Its known baseline gives depth (and so the
             translations) metric scale. Inside the minimum over the temporal sources it was ignored: the network
             explained the target with the temporal sources at a tenth of the true scale (measured on one batch).
+        temporal_depth_grad: with stereo, whether the temporal sources' losses also train the depth network
+            (True, the joint training) or only the pose network (False: depth learns from the rig alone, and the
+            pose from video given that depth; a pose that is still wrong then cannot pull depth away).
     """
     if phase not in ("train", "val", "deploy"):
         raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
@@ -237,7 +240,10 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
     tgt_levels = block_average_pyramid(n, n.tgt, "tgt", [2 ** s for s in scales])
     names = ("prev", "next", "stereo")[:sources]
     for s in scales:
-        depth_all = L.Concat(*[depths[s]] * sources, axis=0)
+        # (the temporal copies pass no gradient to depth when temporal_depth_grad is off in stereo mode)
+        stop = sources == 3 and not temporal_depth_grad
+        depth_all = L.Concat(*[depths[s]] * sources, axis=0,
+                             **({"propagate_down": [False, False, True]} if stop else {}))
         setattr(n, f"depth{s}_x{sources}", depth_all)
         points = G.transform_3d_grid(depth_all, warp_T, K_blob=n.warp_K)
         setattr(n, f"points_src{s}", points)

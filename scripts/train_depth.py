@@ -84,6 +84,8 @@ def parse_args(argv=None):
     p.add_argument("--init-depth", type=float, default=None,
                    help="the depth the network starts at (m; default: the sigmoid's middle, where it learns fastest)")
     p.add_argument("--norm", choices=("lrn", "batch"), default="lrn", help="encoders' normalisation")
+    p.add_argument("--depth-from-stereo-only", action="store_true",
+                   help="with --stereo: the temporal losses train the pose network only (depth learns from the rig)")
     p.add_argument("--stereo", action="store_true",
                    help="scale-aware mode: the target's stereo partner (a split made with make_dataset.py --stereo) is "
                         "a third source, warped with the rig's known transform; depth is then metric and is also "
@@ -101,7 +103,8 @@ def parse_args(argv=None):
 def net_options(args) -> dict:
     return dict(pose_encoder=args.pose_encoder, scales=tuple(args.scales), alpha=args.alpha,
                 smoothness=args.smoothness, automask=not args.no_automask, min_depth=args.min_depth,
-                max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo)
+                max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo,
+                temporal_depth_grad=not args.depth_from_stereo_only)
 
 
 def write_nets(args, out: Path, height: int, width: int) -> dict:
@@ -249,6 +252,8 @@ def main(argv=None):
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if args.depth_from_stereo_only and not args.stereo:
+        sys.exit("train_depth.py: error: --depth-from-stereo-only needs --stereo")
     keys = TRIPLET_KEYS + (STEREO_KEYS if args.stereo else ())
     try:
         train_split = validate_split(args.data / "train.txt", keys=keys)

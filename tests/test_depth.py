@@ -203,3 +203,29 @@ def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     assert ("depth_metric" in result) == (mode == "stereo")
     proc = subprocess.run(cmd + ["--resume", "auto", "--smoothness", "0.01"], capture_output=True, text=True)
     assert proc.returncode != 0 and "smoothness: 0.001 then, 0.01 now" in proc.stderr
+
+
+@pytest.mark.parametrize("temporal_depth_grad", [True, False])
+def test_stereo_mode_can_keep_the_temporal_losses_off_the_depth_network(tmp_path, temporal_depth_grad):
+    """Only the temporal losses weighted (the stereo and smoothness losses at weight 0): they train the pose network
+    always, and the depth network only in the joint mode."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    _make_triplets(tmp_path, "--stereo", "0.5")
+    spec = depth_pose_net("train", source=str(tmp_path / "train.txt"), batch_size=2, height=64, width=64,
+                          stereo=True, temporal_depth_grad=temporal_depth_grad)
+    param = caffe_pb2.NetParameter()
+    text_format.Merge(str(spec.to_proto()), param)
+    for layer in param.layer:
+        if layer.name.startswith(("stereo_loss", "smooth")):
+            del layer.loss_weight[:]
+            layer.loss_weight.append(0.0)
+    path = tmp_path / "net.prototxt"
+    path.write_text(text_format.MessageToString(param))
+    net = caffe.Net(str(path), caffe.TRAIN)
+    net.forward()
+    net.backward()
+    assert np.abs(net.params["fc_pose"][0].diff).sum() > 0  # the pose learns from video
+    depth_grad = np.abs(net.params["disp0_score"][0].diff).sum() + np.abs(net.params["conv1"][0].diff).sum()
+    assert (depth_grad > 0) == temporal_depth_grad
