@@ -6,10 +6,12 @@ passed in).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import time
 from pathlib import Path
 
-from .files import write_atomic
+from .files import atomic_output, write_atomic
 
 
 class Stopper:
@@ -111,3 +113,17 @@ def resume_state(out: Path, resume, log):
             f"damaged (missing or another size); " + (f"using the one at iteration {last['iter']}" if last else
                                                       "no intact snapshot, starting at iteration 0"))
     return last["solverstate"] if last else None
+
+
+def finish(solver, out: Path, stopper: Stopper, iters: int, started: float, log):
+    """The end of a training loop: a last snapshot; then, unless the run was stopped (the message says how to
+    continue), <out>/final.caffemodel, written atomically. Returns its path, or None when stopped."""
+    model = snapshot(solver, out)
+    if stopper.stop:
+        log(f"stopped at iteration {solver.iter}; snapshot {model}. Continue with: --resume auto")
+        return None
+    final = out / "final.caffemodel"
+    with atomic_output(final) as tmp:
+        shutil.copyfile(model, tmp)
+    log(f"trained {iters} iterations in {time.time() - started:.0f} s; {final}")
+    return final
