@@ -127,3 +127,33 @@ def finish(solver, out: Path, stopper: Stopper, iters: int, started: float, log)
         shutil.copyfile(model, tmp)
     log(f"trained {iters} iterations in {time.time() - started:.0f} s; {final}")
     return final
+
+
+def open_log(out: Path, argv):
+    """A log function for a run: each message is appended to <out>/train.log (flushed) and written above the
+    progress bar (tqdm.write). The first line logged is the command, argv."""
+    from tqdm import tqdm
+
+    log_file = open(out / "train.log", "a")
+
+    def log(msg):
+        log_file.write(msg + "\n")
+        log_file.flush()
+        tqdm.write(msg)
+
+    log(f"$ {' '.join(argv)}")
+    return log
+
+
+def make_solver(solver_prototxt: Path, seed: int):
+    """A CPU Caffe solver with a seeded random generator, in a thread whose denormals are flushed to zero: Adam's
+    moment estimates of dead units decay into float32 denormals, which made iterations 3x slower after ~1400
+    iterations (pygeometry/denormals.py); Caffe runs in this thread."""
+    import caffe
+
+    from .denormals import flush_denormals
+
+    flush_denormals()
+    caffe.set_mode_cpu()
+    caffe.set_random_seed(seed)
+    return caffe.get_solver(str(solver_prototxt))
