@@ -18,11 +18,15 @@ Pose of a triplet: the network predicts prev_T_tgt and next_T_tgt; each is evalu
 pygeometry.evaluation's per-pair metrics against its baselines (identity; the mean training pose of that source).
 Monocular translation lengths have no scale: the direction and scale-aligned metrics are the meaningful ones then.
 
-Snippet ATE (SfMLearner's pose metric, here on the 3-frame snippets a triplet is): the positions of the three
-cameras in the target's frame, gt p_k and predicted q_k (k = prev, tgt, next; the target at the origin), one
+Snippet ATE (SfMLearner's pose metric, as its compute_ate defines it): the positions of the F cameras of a
+snippet in its first frame, gt p_k and predicted q_k (k = 0 .. F-1; both start at the origin), one
 least-squares scale s = sum(p . q) / sum(q . q) over the snippet, and
-    ATE = sqrt(sum_k |p_k - s q_k|^2 / 3)     (metres; SfMLearner divides the summed squared error by the
-                                              number of frames, as here, over 5-frame snippets).
+    ATE = sqrt(sum_k |s q_k - p_k|^2) / F     (metres: the square root of the summed squared error, divided by the
+                                              number of frames, exactly as SfMLearner's code; not an RMS).
+The predicted positions chain the network's consecutive poses: frame k's centre is the translation of
+first_T_k = prev_T_tgt(target 1) @ ... @ prev_T_tgt(target k) (each triplet's predicted (k-1)_T_k), the last
+frame's through the last triplet's inv(next_T_tgt). SfMLearner evaluates 5-frame snippets (the test snippets of
+make_dataset.py --snippets); a triplet is the 3-frame case.
 """
 from __future__ import annotations
 
@@ -95,19 +99,44 @@ def triplet_pose_metrics(xi_prev, xi_next, prev_T_tgt, next_T_tgt) -> dict:
     return {k: np.concatenate([a[k], b[k]]) for k in METRICS}
 
 
-def snippet_ate(xi_prev, xi_next, prev_T_tgt, next_T_tgt) -> np.ndarray:
-    """3-frame snippet ATE (module docstring) per triplet (N,), with one least-squares scale per snippet."""
-    def positions(T_prev, T_next):
-        # the camera centre of frame k in the target's frame: translation of tgt_T_k = inv(k_T_tgt)
-        centres = [-np.einsum("nji,nj->ni", T[:, :3, :3], T[:, :3, 3]) for T in (T_prev, T_next)]
-        return np.stack([centres[0], np.zeros_like(centres[0]), centres[1]], axis=1)  # (N, 3 frames, 3)
+def snippet_positions(prev_T_tgt, next_T_tgt) -> np.ndarray:
+    """Camera centres of an F-frame snippet in its first frame, from its F - 2 triplets (targets 1 .. F-2 in order).
 
-    pred = positions(se3_forward(np.asarray(xi_prev, np.float64)), se3_forward(np.asarray(xi_next, np.float64)))
-    gt = positions(np.asarray(prev_T_tgt, np.float64), np.asarray(next_T_tgt, np.float64))
+    Args:
+        prev_T_tgt, next_T_tgt: (S, F-2, 4, 4) each triplet's (k-1)_T_k and (k+1)_T_k; the chain uses every
+            prev_T_tgt and the last triplet's next_T_tgt. (N, 4, 4) is read as N snippets of 3 frames.
+
+    Returns:
+        (S, F, 3): the translation of first_T_k (frame k's centre in the first frame's camera); frame 0 at 0.
+    """
+    prev_T_tgt, next_T_tgt = np.asarray(prev_T_tgt, np.float64), np.asarray(next_T_tgt, np.float64)
+    if prev_T_tgt.ndim == 3:
+        prev_T_tgt, next_T_tgt = prev_T_tgt[:, None], next_T_tgt[:, None]
+    first_T_k = np.broadcast_to(np.eye(4), prev_T_tgt.shape[:1] + (4, 4))
+    positions = [np.zeros(prev_T_tgt.shape[:1] + (3,))]
+    for k in range(prev_T_tgt.shape[1]):
+        first_T_k = first_T_k @ prev_T_tgt[:, k]
+        positions.append(first_T_k[:, :3, 3])
+    positions.append((first_T_k @ np.linalg.inv(next_T_tgt[:, -1]))[:, :3, 3])
+    return np.stack(positions, axis=1)
+
+
+def ate(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """SfMLearner's snippet ATE (module docstring) of (S, F, 3) positions: (S,) metres."""
+    gt, pred = np.asarray(gt, np.float64), np.asarray(pred, np.float64)
+    pred = pred + (gt[:, :1] - pred[:, :1])  # the first frames coincide
     qq = np.einsum("nkc,nkc->n", pred, pred)
     scale = np.where(qq > 0, np.einsum("nkc,nkc->n", gt, pred) / np.maximum(qq, 1e-300), 0.0)
-    err = gt - scale[:, None, None] * pred
-    return np.sqrt(np.einsum("nkc,nkc->n", err, err) / 3)
+    err = scale[:, None, None] * pred - gt
+    return np.sqrt(np.einsum("nkc,nkc->n", err, err)) / gt.shape[1]
+
+
+def snippet_ate(xi_prev, xi_next, prev_T_tgt, next_T_tgt) -> np.ndarray:
+    """Snippet ATE per snippet (S,) of predicted pose vectors xi_prev, xi_next ((S, F-2, 6), or (N, 6) for N
+    3-frame snippets) against the ground truth (the same leading shape, 4 x 4)."""
+    pred = snippet_positions(se3_forward(np.asarray(xi_prev, np.float64).reshape(-1, 6)).reshape(np.shape(prev_T_tgt)),
+                             se3_forward(np.asarray(xi_next, np.float64).reshape(-1, 6)).reshape(np.shape(next_T_tgt)))
+    return ate(snippet_positions(prev_T_tgt, next_T_tgt), pred)
 
 
 # ------------------------------------------------------------------------------------------ failure modes

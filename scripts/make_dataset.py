@@ -24,7 +24,10 @@ With --triplets it renders instead, per sample, three frames of a short clip (re
 frames one motion step before and after it) in a scene varied in layout, size and camera height (varied_scene),
 in the triplet format (src_prev, tgt, src_next, tgt_depth, K, prev_T_tgt, next_T_tgt, xi_prev, xi_next), for
 learning depth and pose from video. --static P renders a fraction P of them with a still camera (counted in
-dataset.json). The embedded default data of `make train-depth`:
+dataset.json). --snippets S (default 50) also renders S test-only 5-frame snippets (render_snippet: five
+consecutive frames of a clip, each stored as its three consecutive triplets with the snippet's number and the
+target's frame) into snippets.txt, for SfMLearner's 5-frame snippet ATE. The embedded default data of
+`make train-depth`:
     scripts/make_dataset.py --triplets --out data/synthetic_depth
 """
 from __future__ import annotations
@@ -43,13 +46,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import KEYS, STEREO_KEYS, TRIPLET_KEYS, DatasetWriter, remove_stale_partials, write_list_file  # noqa: E402
+from pygeometry.data.hdf5 import (KEYS, SNIPPET_KEYS, STEREO_KEYS, TRIPLET_KEYS, DatasetWriter,  # noqa: E402
+                                  remove_stale_partials, write_list_file)
 from pygeometry.files import write_atomic  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.render import (MOTIONS, pose_vector_from_matrix, render_pair, render_sequence,  # noqa: E402
-                               render_triplet)
+                               render_snippet, render_triplet, snippet_triplets)
 
 SPLITS = ("train", "val", "test")
+SNIPPET_FRAMES = 5  # SfMLearner's snippet length
+SNIPPET_SEED = 3  # the snippets' scenes use seeds seed + 3 * 10^7 + i (the splits use 0, 1, 2)
 
 
 def parse_args(argv=None):
@@ -78,6 +84,9 @@ def parse_args(argv=None):
     p.add_argument("--stereo", type=float, default=0.0, metavar="B",
                    help="with --triplets: also render each target's stereo partner B metres to its right (a "
                         "calibrated rig, for the scale-aware stereo mode of train_depth.py; default 0: none)")
+    p.add_argument("--snippets", type=int, default=50, metavar="S",
+                   help=f"with --triplets: test-only {SNIPPET_FRAMES}-frame snippets for the snippet ATE, written as "
+                        "their consecutive triplets to snippets.txt (default 50; 0: none)")
     p.add_argument("--static", type=float, default=0.05,
                    help="with --triplets: fraction of triplets with a still camera (default 0.05)")
     args = p.parse_args(argv)
@@ -105,6 +114,36 @@ def _render(job):
                        supersample=cfg["supersample"], motion_scale=cfg["motion_scale"],
                        photometric_jitter=cfg["jitter"])
     return {k: pair[k] for k in KEYS}
+
+
+def _render_snippet(job):
+    index, seed, cfg = job
+    snippet = render_snippet(seed, SNIPPET_FRAMES, height=cfg["height"], width=cfg["width"], motion=cfg["motion"],
+                             supersample=cfg["supersample"], photometric_jitter=cfg["jitter"],
+                             motion_scale=cfg["motion_scale"])
+    return [dict(t, snippet=index, tgt_frame=k + 1) for k, t in enumerate(snippet_triplets(snippet))]
+
+
+def write_snippets(args, cfg, out: Path, pool):
+    """The --snippets split: S snippets, each as its SNIPPET_FRAMES - 2 triplets, whole snippets per file."""
+    per_file = max(1, args.pairs_per_file // (SNIPPET_FRAMES - 2))
+    bar = progress_bar(total=args.snippets, enabled=not args.no_progress, desc="snippets", unit="snippet")
+    files = []
+    for start in range(0, args.snippets, per_file):
+        count = min(per_file, args.snippets - start)
+        path = out / f"snippets_{start // per_file:03d}.h5"
+        files.append(path)
+        if _complete(path, count * (SNIPPET_FRAMES - 2), dict(cfg, stereo=0.0)):
+            bar.update(count)
+            continue
+        jobs = [(i, args.seed + SNIPPET_SEED * 10_000_000 + i, cfg) for i in range(start, start + count)]
+        with DatasetWriter(path, args.height, args.width, triplet=True, snippet=True) as writer:
+            for triplets in pool.imap(_render_snippet, jobs, chunksize=2):
+                for t in triplets:
+                    writer.append(**{k: t[k] for k in TRIPLET_KEYS + SNIPPET_KEYS})
+                bar.update(1)
+    bar.close()
+    write_list_file(out / "snippets.txt", files)
 
 
 def _complete(path: Path, count: int, cfg) -> bool:
@@ -154,7 +193,8 @@ def main(argv=None):
     cfg = {k: getattr(args, k) for k in ("height", "width", "motion", "motion_scale", "jitter", "supersample",
                                           "pairs_per_file", "seed")}
     if args.triplets:  # (pair datasets keep their recorded settings unchanged)
-        cfg.update(triplets=True, static=args.static, **({"stereo": args.stereo} if args.stereo > 0 else {}))
+        cfg.update(triplets=True, static=args.static, **({"stereo": args.stereo} if args.stereo > 0 else {}),
+                   **({"snippets": args.snippets} if args.snippets > 0 else {}))
     manifest = out / "dataset.json"
     if manifest.exists() and json.loads(manifest.read_text()).get("config") != cfg:
         sys.exit(f"{out} holds a dataset made with other settings ({manifest}); choose another --out or delete it")
@@ -183,8 +223,13 @@ def main(argv=None):
             bar.close()
             if files:
                 write_list_file(out / f"{split}.txt", files)
+        if args.triplets and args.snippets > 0:
+            write_snippets(args, cfg, out, pool)
     seconds = time.time() - t0
     record = {"config": cfg, "complete": True, "pairs": counts, "seconds": round(seconds, 1)}
+    if args.triplets and args.snippets > 0:
+        record["snippets"] = {"snippets": args.snippets, "frames": SNIPPET_FRAMES,
+                              "triplets": args.snippets * (SNIPPET_FRAMES - 2)}
     if args.triplets:
         record["static_triplets"] = {split: sum(_is_static(args.seed + i * 10_000_000 + k, cfg) for k in range(counts[split]))
                                      for i, split in enumerate(SPLITS)}

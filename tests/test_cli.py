@@ -118,7 +118,8 @@ def default_size_triplets(tmp_path_factory):
     """Triplets at the shipped depth nets' size (64 x 224, make_dataset.py --triplets' default): 4 for training."""
     out = tmp_path_factory.mktemp("triplets_64x224")
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--triplets", "--out", str(out),
-                           "--train", "4", "--val", "2", "--test", "2", "--workers", "1"], capture_output=True,
+                           "--train", "4", "--val", "2", "--test", "2", "--snippets", "0", "--workers", "1"],
+                          capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out

@@ -12,8 +12,8 @@ import pytest
 
 import caffe
 from conftest import REPO
-from pygeometry.depth_evaluation import (REMEDIES, depth_baselines, depth_metrics, mean_depth_map, snippet_ate,
-                                         training_warnings)
+from pygeometry.depth_evaluation import (REMEDIES, ate, depth_baselines, depth_metrics, mean_depth_map, snippet_ate,
+                                         snippet_positions, training_warnings)
 from pygeometry.depth_nets import check_depth_image_size, depth_pose_net, upsample_exact
 from pygeometry.evaluation import warp_source
 from pygeometry.kernels.min_reprojection import min_reprojection_forward
@@ -104,9 +104,37 @@ def test_snippet_ate_is_scale_free_and_measures_the_path():
                       for T in Ts]) for Ts in (T_prev, T_next)]
     np.testing.assert_allclose(snippet_ate(*half, T_prev, T_next), 0, atol=1e-9)
     zero = np.zeros((4, 6))
-    centres = [np.einsum("nji,nj->ni", T[:, :3, :3], -T[:, :3, 3]) for T in (T_prev, T_next)]
-    expected = np.sqrt((np.sum(centres[0] ** 2, 1) + np.sum(centres[1] ** 2, 1)) / 3)
+    # all cameras predicted at the first one: the error is the true path, in the first (previous) frame
+    tgt_in_prev = T_prev[:, :3, 3]
+    next_in_prev = np.einsum("nij,nj->ni", T_prev[:, :3, :3], -np.einsum("nji,nj->ni", T_next[:, :3, :3],
+                                                                           T_next[:, :3, 3])) + tgt_in_prev
+    expected = np.sqrt(np.sum(tgt_in_prev ** 2, 1) + np.sum(next_in_prev ** 2, 1)) / 3
     np.testing.assert_allclose(snippet_ate(zero, zero, T_prev, T_next), expected, rtol=1e-12)
+
+
+def test_snippet_positions_chain_the_triplets_of_a_rendered_snippet():
+    from pygeometry.render import render_snippet, snippet_triplets
+
+    snippet = render_snippet(3, n_frames=5, height=32, width=64, supersample=1)
+    triplets = snippet_triplets(snippet)
+    assert len(triplets) == 3 and all(np.array_equal(t["tgt"], snippet["images"][k + 1]) for k, t in enumerate(triplets))
+    prev = np.stack([t["prev_T_tgt"] for t in triplets])[None]
+    nxt = np.stack([t["next_T_tgt"] for t in triplets])[None]
+    positions = snippet_positions(prev, nxt)[0]
+    # independently: frame k's centre in frame 0 from the rendered steps, inverted one by one
+    first_T_k, expected = np.eye(4), [np.zeros(3)]
+    for step in snippet["next_T_frame"]:
+        first_T_k = first_T_k @ np.linalg.inv(step)
+        expected.append(first_T_k[:3, 3])
+    np.testing.assert_allclose(positions, np.array(expected), atol=1e-12)
+    assert np.linalg.norm(positions[-1]) > 1.0  # four driving steps move the camera metres
+    # SfMLearner's definition by hand: a prediction at half scale plus an offset of one frame is exact after alignment
+    gt = positions[None]
+    assert ate(gt, 0.5 * gt)[0] < 1e-12
+    shifted = gt.copy()
+    shifted[0, 2] += [0.3, 0.0, 0.4]  # one camera 0.5 m off; the scale fit then spreads the error
+    s = np.sum(gt * shifted) / np.sum(shifted * shifted)
+    assert ate(gt, shifted)[0] == pytest.approx(np.sqrt(np.sum((s * shifted - gt) ** 2)) / 5, rel=1e-12)
 
 
 def test_training_warnings_name_each_failure_mode():
@@ -166,7 +194,7 @@ def test_depth_pose_deploy_net_outputs(encoder):
 def _make_triplets(out, *extra):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--triplets", "--out", str(out),
                            "--train", "8", "--val", "4", "--test", "4", "--height", "64", "--width", "64",
-                           "--workers", "1", "--static", "0.25", *extra], capture_output=True, text=True)
+                           "--workers", "1", "--static", "0.25", "--snippets", "2", *extra], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -181,6 +209,13 @@ def test_make_dataset_writes_triplets(tmp_path):
         assert f["src_stereo"].shape == (8, 3, 64, 64) and np.all(f["stereo_T_tgt"][:, 0, 3] == -0.5)
         still = np.all(f["xi_next"][...] == 0, axis=1) & np.all(f["xi_prev"][...] == 0, axis=1)
     assert int(still.sum()) == record["static_triplets"]["train"]
+    assert record["snippets"] == {"snippets": 2, "frames": 5, "triplets": 6}
+    with h5py.File(tmp_path / "snippets_000.h5", "r") as f:
+        assert list(f["snippet"]) == [0, 0, 0, 1, 1, 1] and list(f["tgt_frame"]) == [1, 2, 3] * 2
+        # consecutive triplets of a snippet share frames: target k is the previous frame of target k + 1
+        np.testing.assert_array_equal(f["tgt"][0], f["src_prev"][1])
+        np.testing.assert_array_equal(f["src_next"][1], f["tgt"][2])
+        assert "src_stereo" not in f  # test only: no rig
 
 
 @pytest.mark.parametrize("mode", ["monocular", "stereo"])
@@ -197,6 +232,9 @@ def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     assert set(result["pose"]) == {"network", "identity", "mean training pose"}
     assert all(np.isfinite(v) for v in result["depth"]["network"].values())
     assert result["triplets"] == 4 and np.isfinite(result["ate_m"]["network"])
+    assert result["snippets"] == {"snippets": 2, "frames": 5}
+    assert set(result["ate5_m"]) == {"network", "identity", "mean training pose"}
+    assert all(np.isfinite(v) for v in result["ate5_m"].values())
     for name in ("depth_grid.png", "curves.png", "deploy.prototxt", "final.caffemodel"):
         assert (out / name).stat().st_size > 0
     assert "Abs Rel" in (out / "train.log").read_text()

@@ -21,6 +21,10 @@ Triplets (depth and pose from video; make_dataset.py --triplets, written with Da
   optional, a calibrated stereo rig (make_dataset.py --stereo B; both or none in a file):
     src_stereo (N, 3, H, W)  the target's stereo partner (B metres to its right)
     stereo_T_tgt (N, 4, 4)   its known transform from the target camera (translation [-B, 0, 0])
+  test snippets (make_dataset.py --snippets S: snippets.txt; test only): each F-frame snippet of a clip is stored
+  as its F - 2 consecutive triplets (targets 1 .. F-2, in order), with
+    snippet    (N,) int64    the snippet's number
+    tgt_frame  (N,) int64    the target's frame in its snippet (1 .. F-2)
 A split is a text file (train.txt, val.txt, test.txt) listing one HDF5 path per line, as Caffe's HDF5Data
 `source` expects. Paths are absolute, so `caffe train` finds them from any working directory.
 
@@ -46,7 +50,9 @@ KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt", "xi_gt")
 TRIPLET_KEYS = ("src_prev", "tgt", "src_next", "tgt_depth", "K", "prev_T_tgt", "next_T_tgt", "xi_prev", "xi_next")
 STEREO_KEYS = ("src_stereo", "stereo_T_tgt")
 SEQUENCE_KEYS = ("sequence", "tgt_frame", "src_frame", "tgt_time", "src_time")
-SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8"}
+SNIPPET_KEYS = ("snippet", "tgt_frame")
+SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8",
+                   "snippet": "i8"}
 
 
 def _shapes(height, width):
@@ -64,9 +70,11 @@ class DatasetWriter:
             w.append(src=..., tgt=..., tgt_depth=..., K=..., src_T_tgt=..., xi_gt=...)
     """
 
-    def __init__(self, path, height, width, compression=None, sequence=False, triplet=False, stereo=False):
+    def __init__(self, path, height, width, compression=None, sequence=False, triplet=False, stereo=False,
+                 snippet=False):
         """sequence=True: every pair also carries SEQUENCE_KEYS (sequence id, frame numbers, timestamps).
-        triplet=True: samples are triplets (TRIPLET_KEYS) instead of pairs (KEYS); stereo=True adds STEREO_KEYS.
+        triplet=True: samples are triplets (TRIPLET_KEYS) instead of pairs (KEYS); stereo=True adds STEREO_KEYS;
+        snippet=True adds SNIPPET_KEYS (the snippet's number and the target's frame in it).
 
         compression: None (the default) or "gzip" (level 1) for the image-sized keys. Caffe's HDF5Data reads a
         whole file into memory whenever it moves to the next one, in the training loop: gzip made that 7x slower
@@ -85,7 +93,7 @@ class DatasetWriter:
             self.file.create_dataset(key, shape=(0,) + shape, maxshape=(None,) + shape, dtype="f4",
                                      chunks=(1,) + shape, compression=compression if big else None,
                                      compression_opts=1 if big and compression == "gzip" else None)
-        self.keys = main + (SEQUENCE_KEYS if sequence else ())
+        self.keys = main + (SEQUENCE_KEYS if sequence else ()) + (SNIPPET_KEYS if snippet else ())
         for key in self.keys[len(main):]:
             self.file.create_dataset(key, shape=(0,), maxshape=(None,), dtype=SEQUENCE_DTYPES[key])
 

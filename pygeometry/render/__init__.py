@@ -191,6 +191,54 @@ def render_triplet(seed, height=64, width=224, motion="driving", supersample=2, 
     return out
 
 
+def render_snippet(seed, n_frames=5, height=64, width=224, motion="driving", supersample=2, photometric_jitter=0.1,
+                   motion_scale=1.0):
+    """n_frames consecutive frames of a short clip through a varied scene (varied_scene), each one motion step
+    (sample_motion(rng, motion)) after the one before: the test snippets of SfMLearner's snippet ATE. The middle
+    frame sits at the scene's drawn camera pose; deterministic from seed.
+
+    Args:
+        seed: int, the only source of randomness.
+        n_frames: F >= 3 frames.
+        height, width, supersample, photometric_jitter, motion, motion_scale: as render_triplet.
+
+    Returns:
+        dict with images (F, 3, H, W) float32 RGB in [0, 1]; depths (F, 1, H, W) float32 z (m); K (4,) float32;
+        next_T_frame (F - 1, 4, 4) float64: step k maps frame k's camera points into frame k + 1's camera
+        ((k+1)_T_k); scene "room" or "corridor". snippet_triplets() cuts it into triplets.
+    """
+    if n_frames < 3:
+        raise ValueError(f"a snippet needs at least 3 frames, got {n_frames}")
+    rng = np.random.default_rng(seed)
+    world, world_T_mid, kind = varied_scene(rng)
+    K = default_K(height, width)
+    steps = np.stack([sample_motion(rng, motion, motion_scale) for _ in range(n_frames - 1)])
+    first_T_frame = [np.eye(4)]
+    for step in steps:
+        first_T_frame.append(first_T_frame[-1] @ np.linalg.inv(step))
+    world_T_first = world_T_mid @ np.linalg.inv(first_T_frame[n_frames // 2])
+    images, depths = [], []
+    for first_T_k in first_T_frame:
+        image, depth = render(world, world_T_first @ first_T_k, K, height, width, supersample)
+        images.append(_jittered(rng, image, photometric_jitter))
+        depths.append(depth.astype(np.float32))
+    return dict(images=np.stack(images), depths=np.stack(depths), K=K.astype(np.float32), next_T_frame=steps,
+                scene=kind)
+
+
+def snippet_triplets(snippet):
+    """The triplets (render_triplet's keys, without stereo) of a render_snippet with frames 1 .. F-2 as targets, in
+    order: prev_T_tgt = inv(next_T_frame[k - 1]), next_T_tgt = next_T_frame[k]."""
+    images, steps = snippet["images"], snippet["next_T_frame"]
+    out = []
+    for k in range(1, len(images) - 1):
+        prev_T_tgt, next_T_tgt = np.linalg.inv(steps[k - 1]), steps[k]
+        out.append(dict(src_prev=images[k - 1], tgt=images[k], src_next=images[k + 1],
+                        tgt_depth=snippet["depths"][k], K=snippet["K"], prev_T_tgt=prev_T_tgt, next_T_tgt=next_T_tgt,
+                        xi_prev=pose_vector_from_matrix(prev_T_tgt), xi_next=pose_vector_from_matrix(next_T_tgt)))
+    return out
+
+
 def render_sequence(seed, n_frames=24, height=64, width=208, supersample=2, photometric_jitter=0.0, scene="corridor"):
     """A rendered camera path through one scene: frames with exact depth and poses, for trajectory evaluation.
 
@@ -244,4 +292,5 @@ def render_sequence(seed, n_frames=24, height=64, width=208, supersample=2, phot
 
 __all__ = ["MOTIONS", "Rectangle", "SCENES", "Scene", "TEXTURE_NAMES", "box", "corridor_scene", "default_K",
            "load_texture", "matrix_from_pose_vector", "pose_vector_from_matrix", "render", "render_pair",
-           "render_sequence", "render_triplet", "room_scene", "sample_motion", "varied_scene"]
+           "render_sequence", "render_snippet", "render_triplet", "room_scene", "sample_motion", "snippet_triplets",
+           "varied_scene"]
