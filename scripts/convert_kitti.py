@@ -42,6 +42,9 @@ def parse_args(argv=None):
                       help="fail if velodyne scans are missing (default: use them when present)")
     velo.add_argument("--no-velodyne", dest="use_velodyne", action="store_const", const=False,
                       help="ignore velodyne scans; target depth is all 0")
+    p.add_argument("--triplets", action="store_true",
+                   help="write triplets (frames i - gap, i, i + gap) for depth and pose from video (train_depth.py) "
+                        "instead of pairs; --max-pairs then counts triplets")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -55,11 +58,13 @@ def main(argv=None):
         list_path, files, n = convert_kitti(args.root, args.sequences, args.out, split=args.split, gap=args.gap,
                                             height=args.height, width=args.width, max_pairs=args.max_pairs,
                                             pairs_per_file=args.pairs_per_file, use_velodyne=args.use_velodyne,
-                                            progress=not args.no_progress)
+                                            progress=not args.no_progress,
+                                            triplets=args.triplets)
     except (DatasetFormatError, FileNotFoundError, ValueError) as e:
         print(f"convert_kitti.py: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {n} pairs ({args.height}x{args.width}) into {len(files)} file(s); list: {list_path}")
+    print(f"wrote {n} {'triplets' if args.triplets else 'pairs'} ({args.height}x{args.width}) into {len(files)} "
+          f"file(s); list: {list_path}")
     return 0
 
 

@@ -42,6 +42,9 @@ def parse_args(argv=None):
                    help="largest rgb/depth/groundtruth timestamp difference accepted, seconds (default 0.02)")
     p.add_argument("--depth-scale", type=float, default=5000.0,
                    help="depth PNG units per metre (default 5000)")
+    p.add_argument("--triplets", action="store_true",
+                   help="write triplets (frames i - gap, i, i + gap) for depth and pose from video (train_depth.py) "
+                        "instead of pairs; --max-pairs then counts triplets")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -56,11 +59,13 @@ def main(argv=None):
                                           width=args.width, max_pairs=args.max_pairs,
                                           pairs_per_file=args.pairs_per_file, intrinsics=args.intrinsics,
                                           max_difference=args.max_difference, depth_scale=args.depth_scale,
-                                          progress=not args.no_progress)
+                                          progress=not args.no_progress,
+                                          triplets=args.triplets)
     except (DatasetFormatError, FileNotFoundError, ValueError) as e:
         print(f"convert_tum.py: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {n} pairs ({args.height}x{args.width}) into {len(files)} file(s); list: {list_path}")
+    print(f"wrote {n} {'triplets' if args.triplets else 'pairs'} ({args.height}x{args.width}) into {len(files)} "
+          f"file(s); list: {list_path}")
     return 0
 
 

@@ -563,6 +563,43 @@ def test_scripts_convert(kitti_root, tum_root, tmp_path):
     assert not (tmp_path / "k2" / "train.txt").exists()
 
 
+def _check_triplets_against_pairs(pairs_list, triplets_list, n_pairs):
+    """Triplet j (target frame j + 1) must equal the pairs of its frames: (target, next) = pair j + 1, and the
+    previous frame with the inverse of pair j's pose; it reads as a triplet split."""
+    from pygeometry.data.hdf5 import TRIPLET_KEYS, validate_split
+
+    pairs = load_split(pairs_list)
+    trip = load_split(triplets_list, keys=TRIPLET_KEYS, optional=())
+    info = validate_split(triplets_list, keys=TRIPLET_KEYS)
+    assert len(trip["tgt"]) == n_pairs - 1 and info.pairs == n_pairs - 1
+    for j in range(n_pairs - 1):
+        np.testing.assert_array_equal(trip["tgt"][j], pairs["tgt"][j + 1])
+        np.testing.assert_array_equal(trip["src_next"][j], pairs["src"][j + 1])
+        np.testing.assert_array_equal(trip["src_prev"][j], pairs["tgt"][j])
+        np.testing.assert_array_equal(trip["tgt_depth"][j], pairs["tgt_depth"][j + 1])
+        np.testing.assert_allclose(trip["next_T_tgt"][j], pairs["src_T_tgt"][j + 1], atol=1e-6)
+        np.testing.assert_allclose(trip["prev_T_tgt"][j], np.linalg.inv(pairs["src_T_tgt"][j]), atol=1e-5)
+        np.testing.assert_allclose(se3_forward(trip["xi_prev"][j:j + 1].astype(np.float64))[0], trip["prev_T_tgt"][j],
+                                   atol=1e-5)
+
+
+def test_kitti_and_tum_triplets(kitti_root, tum_root, tmp_path):
+    convert_kitti(kitti_root, ["00"], tmp_path / "kp", height=OUT_HW[0], width=OUT_HW[1], progress=False)
+    _, _, n = convert_kitti(kitti_root, ["00"], tmp_path / "kt", height=OUT_HW[0], width=OUT_HW[1], progress=False,
+                            triplets=True, pairs_per_file=2)
+    assert n == N_FRAMES - 2
+    _check_triplets_against_pairs(tmp_path / "kp" / "train.txt", tmp_path / "kt" / "train.txt", N_FRAMES - 1)
+    convert_tum(tum_root, tmp_path / "tp", progress=False)
+    _, _, n = convert_tum(tum_root, tmp_path / "tt", progress=False, triplets=True)
+    assert n == len(ASSOCIATED) - 2
+    _check_triplets_against_pairs(tmp_path / "tp" / "train.txt", tmp_path / "tt" / "train.txt", len(ASSOCIATED) - 1)
+    with pytest.raises(ValueError, match="no triplets"):
+        convert_tum(tum_root, tmp_path / "t2", progress=False, triplets=True, gap=2)
+    r = _run("convert_kitti.py", "--root", kitti_root, "--sequences", "00", "--out", tmp_path / "ks", "--height", 12,
+             "--width", 40, "--triplets", "--no-progress")
+    assert r.returncode == 0 and f"wrote {N_FRAMES - 2} triplets" in r.stdout, r.stderr
+
+
 def test_pose_vector_matches_se3_generator():
     rng = np.random.default_rng(1)
     for w in [np.zeros(3), rng.normal(size=3) * 0.5, np.array([0.0, 3.0, 0.0])]:

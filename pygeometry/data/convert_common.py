@@ -252,6 +252,19 @@ def frame_pairs(n_frames: int, gap: int) -> list[tuple[int, int]]:
     return [(i, i + gap) for i in range(max(n_frames - gap, 0))]
 
 
+def frame_triplets(n_frames: int, gap: int) -> list[tuple[int, int, int]]:
+    """Triplets ``(previous, target, next) = (i - gap, i, i + gap)`` for ``i = gap .. n_frames - gap - 1``."""
+    return [(i - gap, i, i + gap) for i in range(gap, n_frames - gap)]
+
+
+def triplet_from_pairs(before: dict, after: dict) -> dict:
+    """A triplet (pygeometry.data.hdf5.TRIPLET_KEYS) from the pairs (target, previous frame) and (target, next
+    frame) of one target, as a converter's make_sample returns them (KEYS; the same tgt, tgt_depth and K)."""
+    return {"src_prev": before["src"], "tgt": before["tgt"], "src_next": after["src"],
+            "tgt_depth": before["tgt_depth"], "K": before["K"], "prev_T_tgt": before["src_T_tgt"],
+            "next_T_tgt": after["src_T_tgt"], "xi_prev": before["xi_gt"], "xi_next": after["xi_gt"]}
+
+
 def sequence_info(sequence: int, tgt: int, src: int, stamps) -> dict:
     """The SEQUENCE_KEYS of pair (target frame tgt, source frame src) of sequence number `sequence`, with
     stamps[k] the timestamp (s) of frame k."""
@@ -265,9 +278,9 @@ def write_split(samples: Iterable[dict], out_dir, split: str, height: int, width
 
     Args:
         samples: iterable of dicts with the keys of :data:`pygeometry.data.hdf5.KEYS` (shapes of the format, no
-            batch axis); consumed lazily, so conversion errors surface here. When the first sample also has every
-            key of :data:`pygeometry.data.hdf5.SEQUENCE_KEYS` (sequence id, frame numbers, timestamps), they are
-            written too, and every later sample must have them.
+            batch axis), or all with those of TRIPLET_KEYS (triplets); consumed lazily, so conversion errors surface
+            here. When the first sample also has every key of :data:`pygeometry.data.hdf5.SEQUENCE_KEYS` (sequence
+            id, frame numbers, timestamps), they are written too, and every later sample must have them.
         out_dir: output folder (created).
         split: split name (``train``, ``val``, ...).
         height, width: image size of the samples.
@@ -299,14 +312,16 @@ def write_split(samples: Iterable[dict], out_dir, split: str, height: int, width
     staged: list[Path] = []
     writer = None
     sequence = None  # decided by the first sample: it carries all SEQUENCE_KEYS or not
+    triplet = False  # decided by the first sample too: triplets (TRIPLET_KEYS) or pairs
     bar = progress_bar(total=total, enabled=progress, desc=desc, unit="pair")
     try:
         for sample in samples:
             if writer is None:
                 if sequence is None:
                     sequence = all(k in sample for k in SEQUENCE_KEYS)
+                    triplet = "src_prev" in sample
                 writer = DatasetWriter(staging / split_file_name(split, len(staged)), height, width,
-                                       sequence=sequence)
+                                       sequence=sequence, triplet=triplet)
             writer.append(**{k: sample[k] for k in writer.keys})
             bar.update(1)
             if writer.count >= pairs_per_file:

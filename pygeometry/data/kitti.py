@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..poses import inverse_rigid, pose_vector_from_matrix
-from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose,
+from .convert_common import (DatasetFormatError, check_options, frame_pairs, frame_triplets, load_rgb, parse_floats,
+                             relative_pose, triplet_from_pairs,
                              require_file, resize_image, rigid_from_3x4, scale_intrinsics, sequence_info, to_chw,
                              write_split)
 
@@ -300,7 +301,7 @@ def frame_times(root, seq: KittiSequence) -> np.ndarray:
 
 def convert_kitti(root, sequences, out_dir, split: str = "train", gap: int = 1, height: int = DEFAULT_HEIGHT,
                   width: int = DEFAULT_WIDTH, max_pairs: int | None = None, pairs_per_file: int = 256,
-                  use_velodyne: bool | None = None, progress: bool = True):
+                  use_velodyne: bool | None = None, progress: bool = True, triplets: bool = False):
     """Convert KITTI odometry sequences into ``<out_dir>/<split>_NNN.h5`` and ``<out_dir>/<split>.txt``.
 
     Args:
@@ -314,9 +315,11 @@ def convert_kitti(root, sequences, out_dir, split: str = "train", gap: int = 1, 
         pairs_per_file: at most this many pairs per HDF5 file.
         use_velodyne: see :func:`load_sequence`.
         progress: show a progress bar.
+        triplets: write triplets (frames i - gap, i, i + gap; pygeometry.data.hdf5.TRIPLET_KEYS, for depth and pose
+            from video) instead of pairs; max_pairs then counts triplets. Triplets carry no sequence keys.
 
     Returns:
-        (list_path, h5_paths, n_pairs).
+        (list_path, h5_paths, n_pairs) (n_pairs counts triplets with triplets=True).
 
     All sequences are parsed and checked before any image is read; the output is written atomically (see
     :func:`pygeometry.data.convert_common.write_split`). Every pair carries its sequence id (the KITTI number),
@@ -327,15 +330,23 @@ def convert_kitti(root, sequences, out_dir, split: str = "train", gap: int = 1, 
         sequences = [sequences]
     seqs = [load_sequence(root, s, use_velodyne) for s in sequences]
     number = {seq.name: int(seq.name) if seq.name.isdigit() else i for i, seq in enumerate(seqs)}
-    jobs = [(seq, t, s) for seq in seqs for t, s in frame_pairs(len(seq.image_paths), gap)]
+    if triplets:
+        jobs = [(seq, *f) for seq in seqs for f in frame_triplets(len(seq.image_paths), gap)]
+    else:
+        jobs = [(seq, t, s) for seq in seqs for t, s in frame_pairs(len(seq.image_paths), gap)]
     if max_pairs is not None:
         jobs = jobs[:max_pairs]
     if not jobs:
-        raise ValueError(f"no pairs: sequences {[s.name for s in seqs]} have too few frames for gap {gap}")
+        raise ValueError(f"no {'triplets' if triplets else 'pairs'}: sequences {[s.name for s in seqs]} have too "
+                         f"few frames for gap {gap}")
     times = {seq.name: frame_times(root, seq) for seq in seqs}
-    samples = (dict(make_sample(seq, t, s, height, width),
-                    **sequence_info(number[seq.name], t, s, times[seq.name]))
-               for seq, t, s in jobs)
+    if triplets:
+        samples = (triplet_from_pairs(make_sample(seq, t, p, height, width), make_sample(seq, t, q, height, width))
+                   for seq, p, t, q in jobs)
+    else:
+        samples = (dict(make_sample(seq, t, s, height, width),
+                        **sequence_info(number[seq.name], t, s, times[seq.name]))
+                   for seq, t, s in jobs)
     list_path, files = write_split(samples, out_dir, split, height, width, pairs_per_file, total=len(jobs),
-                                   progress=progress, desc="KITTI pairs")
+                                   progress=progress, desc=f"KITTI {'triplets' if triplets else 'pairs'}")
     return list_path, files, len(jobs)

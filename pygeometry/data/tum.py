@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from ..poses import pose_vector_from_matrix
-from .convert_common import (DatasetFormatError, check_options, frame_pairs, load_rgb, parse_floats, relative_pose,
+from .convert_common import (DatasetFormatError, check_options, frame_pairs, frame_triplets, load_rgb, parse_floats,
+                             relative_pose, triplet_from_pairs,
                              require_file, resize_depth_nearest, resize_image, rigid_from_rt, scale_intrinsics,
                              sequence_info, to_chw, where, write_split)
 
@@ -274,7 +275,7 @@ def make_sample(seq: TumSequence, tgt: int, src: int, height: int, width: int,
 def convert_tum(sequence_dirs, out_dir, split: str = "train", gap: int = 1, height: int = DEFAULT_HEIGHT,
                 width: int = DEFAULT_WIDTH, max_pairs: int | None = None, pairs_per_file: int = 256,
                 intrinsics: str = "fr1", max_difference: float = MAX_DIFFERENCE, depth_scale: float = DEPTH_SCALE,
-                progress: bool = True):
+                progress: bool = True, triplets: bool = False):
     """Convert TUM RGB-D sequences into ``<out_dir>/<split>_NNN.h5`` and ``<out_dir>/<split>.txt``.
 
     Args:
@@ -289,9 +290,12 @@ def convert_tum(sequence_dirs, out_dir, split: str = "train", gap: int = 1, heig
         max_difference: timestamp association tolerance, seconds.
         depth_scale: depth PNG units per metre (5000 for TUM).
         progress: show a progress bar.
+        triplets: write triplets (associated frames i - gap, i, i + gap; pygeometry.data.hdf5.TRIPLET_KEYS, for
+            depth and pose from video) instead of pairs; max_pairs then counts triplets. Triplets carry no sequence
+            keys.
 
     Returns:
-        (list_path, h5_paths, n_pairs). Every pair carries its sequence id (the position in sequence_dirs), the
+        (list_path, h5_paths, n_pairs) (n_pairs counts triplets with triplets=True). Every pair carries its sequence id (the position in sequence_dirs), the
         frame numbers (indices of associated frames) and rgb timestamps, so scripts/evaluate.py makes trajectories.
     """
     check_options(gap, height, width, max_pairs, pairs_per_file)
@@ -300,13 +304,21 @@ def convert_tum(sequence_dirs, out_dir, split: str = "train", gap: int = 1, heig
     if isinstance(sequence_dirs, (str, Path)):
         sequence_dirs = [sequence_dirs]
     seqs = [load_sequence(d, intrinsics, max_difference) for d in sequence_dirs]
-    jobs = [(i, seq, t, s) for i, seq in enumerate(seqs) for t, s in frame_pairs(len(seq.rgb_paths), gap)]
+    if triplets:
+        jobs = [(i, seq, *f) for i, seq in enumerate(seqs) for f in frame_triplets(len(seq.rgb_paths), gap)]
+    else:
+        jobs = [(i, seq, t, s) for i, seq in enumerate(seqs) for t, s in frame_pairs(len(seq.rgb_paths), gap)]
     if max_pairs is not None:
         jobs = jobs[:max_pairs]
     if not jobs:
-        raise ValueError(f"no pairs: sequences {[s.name for s in seqs]} have too few associated frames for gap {gap}")
-    samples = (dict(make_sample(seq, t, s, height, width, depth_scale),
-                    **sequence_info(i, t, s, seq.stamps)) for i, seq, t, s in jobs)
+        raise ValueError(f"no {'triplets' if triplets else 'pairs'}: sequences {[s.name for s in seqs]} have too "
+                         f"few associated frames for gap {gap}")
+    if triplets:
+        samples = (triplet_from_pairs(make_sample(seq, t, p, height, width, depth_scale),
+                                      make_sample(seq, t, q, height, width, depth_scale)) for _, seq, p, t, q in jobs)
+    else:
+        samples = (dict(make_sample(seq, t, s, height, width, depth_scale),
+                        **sequence_info(i, t, s, seq.stamps)) for i, seq, t, s in jobs)
     list_path, files = write_split(samples, out_dir, split, height, width, pairs_per_file, total=len(jobs),
-                                   progress=progress, desc="TUM pairs")
+                                   progress=progress, desc=f"TUM {'triplets' if triplets else 'pairs'}")
     return list_path, files, len(jobs)
