@@ -152,9 +152,39 @@ def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCAL
     return disps, depths
 
 
+def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names, automask, alpha, weight):
+    """The coarse copies of depth_pose_net's `basin`; returns the warps' valid tops (to be silenced)."""
+    L, _ = _layers()
+    sources, silenced = len(names), []
+    coords_levels = block_average_pyramid(n, coords, "coords_avg", list(factors))
+    for f in factors:
+        coords_f = L.Power(coords_levels[f], scale=1.0 / f, shift=0.5 / f - 0.5)
+        setattr(n, f"coords_f{f}", coords_f)
+        warped, valid = G.bilinear_warp(src_levels[f], coords_f, padding="border", with_valid=True)
+        setattr(n, f"warped_f{f}", warped)
+        setattr(n, f"warp_valid_f{f}", valid)
+        silenced.append(valid)
+        split = dict(axis=0, slice_point=[batch_size * k for k in range(1, sources)])
+        parts = L.Slice(warped, slice_param=split, ntop=sources)
+        unwarped = L.Slice(src_levels[f], slice_param=split, ntop=sources)
+        for name, part, plain in zip(names, parts, unwarped):
+            setattr(n, f"warped_f{f}_{name}", part)
+            setattr(n, f"unwarped_f{f}_{name}", plain)
+        setattr(n, f"loss_f{f}", G.min_reprojection_loss(list(parts[:2]), tgt_levels[f],
+                                                         list(unwarped[:2]) if automask else None, alpha=alpha,
+                                                         loss_weight=weight))
+        if sources == 3:
+            setattr(n, f"stereo_loss_f{f}", G.min_reprojection_loss(
+                [parts[2]], tgt_levels[f], [unwarped[2]] if automask else None, alpha=alpha, loss_weight=weight))
+        if not automask:
+            silenced += list(unwarped)
+    return silenced
+
+
 def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
                    alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=None,
-                   pose_downsample=2, norm="lrn", stereo=False, temporal_depth_grad=True):
+                   pose_downsample=2, norm="lrn", stereo=False, temporal_depth_grad=True, gt_depth=False,
+                   basin=()):
     """NetSpec of the depth and pose networks trained together (module docstring).
 
     Args:
@@ -179,6 +209,14 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         temporal_depth_grad: with stereo, whether the temporal sources' losses also train the depth network
             (True, the joint training) or only the pose network (False: depth learns from the rig alone, and the
             pose from video given that depth; a pose that is still wrong then cannot pull depth away).
+        basin: block sizes f of coarse copies of the finest scale's comparison (as the pose networks' coarse losses,
+            pygeometry.nets): the sources and the target are f x f block averages, and the full-resolution warp
+            coordinates are block-averaged and mapped to the coarse grid (x_f = (x + 0.5) / f - 0.5); each copy is
+            a MinReprojectionLoss (and a stereo loss) of weight 1 / (number of scales). A pose a few pixels off
+            at full resolution is within a pixel at 1/8: the copies widen the loss's basin for the pose network.
+        gt_depth: the pose sanity check (train and val phases): every source is warped with the target's
+            ground-truth depth (tgt_depth of the split) at full resolution, so that the pose network learns alone,
+            as the pose networks of pygeometry.nets do; the depth network gets no gradient and no smoothness term.
     """
     if phase not in ("train", "val", "deploy"):
         raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
@@ -235,10 +273,14 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
     else:
         n.warp_K = L.Concat(n.K, n.K, axis=0)
         warp_srcs, warp_T, unwarped = n.srcs, n.src_T_tgt, [n.src_prev, n.src_next]
-    silenced = [n.tgt_depth, n.xi_prev, n.xi_next]
+    silenced = [n.xi_prev, n.xi_next] + ([] if gt_depth else [n.tgt_depth])
+    if gt_depth:
+        silenced += [depths[s] for s in scales]  # the depth network's outputs: computed, not trained
+        scales, smoothness, depths = (0,), 0.0, {0: n.tgt_depth}
     weight = 1.0 / len(scales)
-    tgt_levels = block_average_pyramid(n, n.tgt, "tgt", [2 ** s for s in scales])
+    tgt_levels = block_average_pyramid(n, n.tgt, "tgt", sorted({2 ** s for s in scales} | set(basin)))
     names = ("prev", "next", "stereo")[:sources]
+    basin_levels = block_average_pyramid(n, warp_srcs, "warp_srcs", list(basin)) if basin else {}
     for s in scales:
         # (the temporal copies pass no gradient to depth when temporal_depth_grad is off in stereo mode)
         stop = sources == 3 and not temporal_depth_grad
@@ -265,6 +307,9 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
             setattr(n, f"stereo_loss{s}", G.min_reprojection_loss(
                 [parts[2]], n.tgt, unwarped[2:] if automask else None, alpha=alpha, loss_weight=weight))
         silenced += [proj_valid, warp_valid]
+        if s == scales[0] and basin:
+            silenced += _basin_losses(n, coords, basin, basin_levels, tgt_levels, batch_size, names, automask,
+                                      alpha, weight)
         if smoothness > 0:
             image = tgt_levels.get(2 ** s, n.tgt)
             setattr(n, f"smooth{s}", G.edge_aware_smoothness(disps[s], image,

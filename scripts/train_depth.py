@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import STEREO_KEYS, TRIPLET_KEYS, SplitError, validate_split  # noqa: E402
+from pygeometry.data.hdf5 import SNIPPET_KEYS, STEREO_KEYS, TRIPLET_KEYS, SplitError, validate_split  # noqa: E402
 from pygeometry.depth_evaluation import (DEPTH_METRICS, HIGHER_IS_BETTER, REMEDIES, depth_baselines,  # noqa: E402
                                          depth_metrics, mean_depth_map, snippet_ate, training_warnings,
                                          triplet_pose_metrics)
@@ -84,6 +84,13 @@ def parse_args(argv=None):
     p.add_argument("--norm", choices=("lrn", "batch"), default="lrn", help="encoders' normalisation")
     p.add_argument("--depth-from-stereo-only", action="store_true",
                    help="with --stereo: the temporal losses train the pose network only (depth learns from the rig)")
+    p.add_argument("--basin", type=int, nargs="*", default=[],
+                   help="block sizes of coarse copies of the finest comparison (e.g. 2 4 8; default none)")
+    p.add_argument("--gt-depth", action="store_true",
+                   help="pose sanity check: warp with the ground-truth depth, so that the pose network learns alone "
+                        "(the depth network stays untrained: its metrics are those of its initialisation)")
+    p.add_argument("--pose-downsample", type=int, default=2,
+                   help="the separate pose encoder sees the images block-averaged by this (default 2)")
     p.add_argument("--stereo", action="store_true",
                    help="scale-aware mode: the target's stereo partner (a split made with make_dataset.py --stereo) is "
                         "a third source, warped with the rig's known transform; depth is then metric and is also "
@@ -102,7 +109,8 @@ def net_options(args) -> dict:
     return dict(pose_encoder=args.pose_encoder, scales=tuple(args.scales), alpha=args.alpha,
                 smoothness=args.smoothness, automask=not args.no_automask, min_depth=args.min_depth,
                 max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo,
-                temporal_depth_grad=not args.depth_from_stereo_only)
+                temporal_depth_grad=not args.depth_from_stereo_only, gt_depth=args.gt_depth,
+                pose_downsample=args.pose_downsample, basin=tuple(args.basin))
 
 
 def write_nets(args, out: Path, height: int, width: int) -> dict:
@@ -213,6 +221,24 @@ def evaluate(args, out: Path, files: dict, weights: Path, log) -> dict:
         e = triplet_pose_metrics(p, q, test["prev_T_tgt"], test["next_T_tgt"])
         table["pose"][method] = {k: float(np.mean(e[k])) for k in METRICS}
         table["ate_m"][method] = float(np.mean(snippet_ate(p, q, test["prev_T_tgt"], test["next_T_tgt"])))
+    snippets = args.data / "snippets.txt"
+    if snippets.exists():  # SfMLearner's 5-frame snippet ATE, on the network's consecutive poses chained
+        snip = load_split(snippets, keys=TRIPLET_KEYS + SNIPPET_KEYS, optional=())
+        order = np.lexsort((snip["tgt_frame"], snip["snippet"]))
+        snip = {k: v[order] for k, v in snip.items() if k in TRIPLET_KEYS + SNIPPET_KEYS}
+        per = int(np.max(snip["tgt_frame"]))  # triplets per snippet (frames - 2)
+        _, sp, sn = predict_depth_pose(net, snip, args.batch, progress=not args.no_progress)
+        m = len(sp) // per
+        means = {"prev": train["xi_prev"].mean(0), "next": train["xi_next"].mean(0)}
+        snippet_poses = {"network": (sp, sn), "identity": (np.zeros_like(sp), np.zeros_like(sn)),
+                         "mean training pose": (np.tile(means["prev"], (len(sp), 1)),
+                                                np.tile(means["next"], (len(sn), 1)))}
+        table["snippets"] = {"snippets": m, "frames": per + 2}
+        table[f"ate{per + 2}_m"] = {
+            method: float(np.mean(snippet_ate(p.reshape(m, per, 6), q.reshape(m, per, 6),
+                                              snip["prev_T_tgt"].reshape(m, per, 4, 4),
+                                              snip["next_T_tgt"].reshape(m, per, 4, 4))))
+            for method, (p, q) in snippet_poses.items()}
     k = min(args.figure_frames, n)
     figure_depth_grid(test["tgt"][:k], depth[:k], test["tgt_depth"][:k], out / "depth_grid.png",
                       f"{out.name}: the first {k} test frames; made by scripts/train_depth.py")
@@ -238,9 +264,13 @@ def verdict_lines(table: dict) -> list:
     if "depth_metric" in table:
         lines.append("  depth without median scaling (stereo: metric): " + ", ".join(
             f"{k} {v:.4f}" for k, v in table["depth_metric"]["network"].items()))
-    ate = table["ate_m"]
-    lines.append(f"  3-frame snippet ATE (scale-aligned) network {ate['network']:.4f} m, identity {ate['identity']:.4f}, "
-                 f"mean training pose {ate['mean training pose']:.4f}")
+    for key in [k for k in table if k.startswith("ate")]:
+        ate = table[key]
+        frames = table["snippets"]["frames"] if key != "ate_m" else 3
+        where = (f"{table['snippets']['snippets']} test snippets" if key != "ate_m" else "the test triplets")
+        lines.append(f"  {frames}-frame snippet ATE (SfMLearner's, scale-aligned; {where}) network "
+                     f"{ate['network']:.4f} m, identity {ate['identity']:.4f}, mean training pose "
+                     f"{ate['mean training pose']:.4f}")
     return lines
 
 
@@ -291,6 +321,8 @@ def main(argv=None):
             found = training_warnings(stats["loss"], solver.net.blobs["depth0"].data, solver.net.blobs["xi"].data,
                                       solver.net.blobs["reprojected0"].data, args.min_depth, args.max_depth,
                                       moving=stats["moving"])
+            if args.gt_depth:  # the depth network is not trained: its collapse is no failure
+                found = [k for k in found if k not in ("collapse", "limits")]
             for key in found:
                 if solver.iter - warned.get(key, -10 ** 9) >= args.val_interval:
                     log(f"warning at iteration {solver.iter}: {REMEDIES[key]}")

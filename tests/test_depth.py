@@ -267,3 +267,41 @@ def test_stereo_mode_can_keep_the_temporal_losses_off_the_depth_network(tmp_path
     assert np.abs(net.params["fc_pose"][0].diff).sum() > 0  # the pose learns from video
     depth_grad = np.abs(net.params["disp0_score"][0].diff).sum() + np.abs(net.params["conv1"][0].diff).sum()
     assert (depth_grad > 0) == temporal_depth_grad
+
+
+def _block_mean(x, f):
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // f, f, w // f, f).mean(axis=(3, 5))
+
+
+def test_basin_copies_compare_block_averages_and_gt_depth_trains_the_pose_alone(tmp_path):
+    """The coarse copies (basin) equal the loss of f x f block averages warped at the block-averaged full-resolution
+    coordinates (the project's kernels, independently of the net); with the true poses every copy is lower than at
+    the identity; with gt_depth the depth network gets no gradient and the pose network does."""
+    from pygeometry.kernels.bilinear import bilinear_forward
+
+    _make_triplets(tmp_path)
+    spec = depth_pose_net("train", source=str(tmp_path / "train.txt"), batch_size=2, height=64, width=64,
+                          gt_depth=True, basin=(2, 4))
+    net = _net(spec, caffe.TRAIN)
+    assert not any(name.startswith("smooth") for name in net._layer_names)
+    net.forward()
+    xi_true = np.concatenate([net.blobs["xi_prev"].data, net.blobs["xi_next"].data])
+    losses = {}
+    for label, xi in (("identity", np.zeros_like(xi_true)), ("true", xi_true)):
+        net.blobs["xi"].data[...] = xi
+        net.forward(start="src_T_tgt")
+        losses[label] = {k: float(net.blobs[k].data) for k in ("loss0", "loss_f2", "loss_f4")}
+    assert all(losses["true"][k] < 0.8 * losses["identity"][k] for k in losses["true"])
+    coords = net.blobs["coords_src0"].data.astype(np.float64)
+    srcs, tgt = net.blobs["srcs"].data.astype(np.float64), net.blobs["tgt"].data.astype(np.float64)
+    for f in (2, 4):
+        coords_f = _block_mean(coords, f) / f + 0.5 / f - 0.5
+        srcs_f = _block_mean(srcs, f)
+        warped = bilinear_forward(srcs_f, coords_f, padding="border")[0]
+        expected, _ = min_reprojection_forward(_block_mean(tgt, f), [warped[:2], warped[2:]],
+                                               [srcs_f[:2], srcs_f[2:]], 0.85)
+        assert float(net.blobs[f"loss_f{f}"].data) == pytest.approx(expected, rel=1e-4)
+    net.backward()
+    assert np.abs(net.params["fc_pose"][0].diff).sum() > 0
+    assert np.abs(net.params["disp0_score"][0].diff).sum() == 0 and np.abs(net.params["conv1"][0].diff).sum() == 0
