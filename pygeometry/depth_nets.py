@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import netspec as G
 from .models import alexnet_trunk
 from .nets import block_average_pyramid, pose_head, preprocess
@@ -52,6 +54,21 @@ def _layers():
     from caffe import layers as L, params as P  # noqa: F401  (lazy: pygeometry does not need caffe)
 
     return L, P
+
+
+def source_pose_vectors(blobs) -> tuple:
+    """The predicted prev_T_tgt and next_T_tgt of a depth_pose net after a forward, as direct pose vectors
+    (pygeometry.poses, (N, 6) float64 each) whichever the network's convention: from xi_warp (se3_exp
+    coordinates of the source poses) when the net has it (temporal_order), else from xi (direct)."""
+    from .kernels.se3 import se3_forward
+    from .poses import pose_vector_from_matrix
+
+    if "xi_warp" in blobs:
+        xi = pose_vector_from_matrix(se3_forward(np.asarray(blobs["xi_warp"].data, np.float64), "se3_exp"))
+    else:
+        xi = np.asarray(blobs["xi"].data, np.float64)
+    half = len(xi) // 2
+    return xi[:half], xi[half:]
 
 
 def check_depth_image_size(height: int, width: int) -> None:
@@ -184,7 +201,7 @@ def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names,
 def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
                    alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=None,
                    pose_downsample=2, norm="lrn", stereo=False, temporal_depth_grad=True, gt_depth=False,
-                   basin=()):
+                   basin=(), temporal_order=False):
     """NetSpec of the depth and pose networks trained together (module docstring).
 
     Args:
@@ -214,6 +231,13 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
             coordinates are block-averaged and mapped to the coarse grid (x_f = (x + 0.5) / f - 0.5); each copy is
             a MinReprojectionLoss (and a stereo loss) of weight 1 / (number of scales). A pose a few pixels off
             at full resolution is within a pixel at 1/8: the copies widen the loss's basin for the pose network.
+        temporal_order: the pose network sees each pair in time order, (previous, target) and (target, next), and
+            predicts the forward step later_T_earlier of both as SE(3) exponential coordinates xi; the warps use
+            next_T_tgt = exp(xi_next) and prev_T_tgt = exp(-xi_prev) (exactly the inverse; Monodepth2's inversion
+            of the previous frame's pose). Both outputs are then the same kind of motion: from the identity, the
+            photometric gradient of the two sources no longer pulls one output both ways (measured: with
+            source-first inputs the pose network's outputs for both sources stayed equal, a constant).
+            Deploy then also outputs xi_warp (2N, 6): the source poses prev_T_tgt, next_T_tgt as se3_exp vectors.
         gt_depth: the pose sanity check (train and val phases): every source is warped with the target's
             ground-truth depth (tgt_depth of the split) at full resolution, so that the pose network learns alone,
             as the pose networks of pygeometry.nets do; the depth network gets no gradient and no smoothness term.
@@ -246,23 +270,43 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
     disps, depths = depth_decoder(n, pool5, "", height, width, batch_size, scales, min_depth, max_depth, init_depth)
     # pose: both sources at once (2N samples: the previous frame's pairs, then the next frame's)
     n.srcs = L.Concat(n.src_prev, n.src_next, axis=0)
-    n.tgts = L.Concat(n.tgt, n.tgt, axis=0)
+    if temporal_order:  # each pair in time order (earlier, later): both pairs are a forward step
+        n.earlier = L.Concat(n.src_prev, n.tgt, axis=0)
+        n.later = L.Concat(n.tgt, n.src_next, axis=0)
+        first, second, first_name, second_name = n.earlier, n.later, "earlier", "later"
+    else:
+        n.tgts = L.Concat(n.tgt, n.tgt, axis=0)
+        first, second, first_name, second_name = n.srcs, n.tgts, "srcs", "tgts"
     if pose_encoder == "separate":
-        srcs_in = block_average_pyramid(n, n.srcs, "srcs", [pose_downsample]).get(pose_downsample, n.srcs)
-        tgts_in = block_average_pyramid(n, n.tgts, "tgts", [pose_downsample]).get(pose_downsample, n.tgts)
-        n.pose_pair = L.Concat(preprocess(n, srcs_in, "srcs_pre"), preprocess(n, tgts_in, "tgts_pre"), axis=1)
+        first_in = block_average_pyramid(n, first, first_name, [pose_downsample]).get(pose_downsample, first)
+        second_in = block_average_pyramid(n, second, second_name, [pose_downsample]).get(pose_downsample, second)
+        n.pose_pair = L.Concat(preprocess(n, first_in, f"{first_name}_pre"),
+                               preprocess(n, second_in, f"{second_name}_pre"), axis=1)
         features = alexnet_trunk(n, n.pose_pair, prefix="pose_", fc=False, cut="conv5", in_channels=6, norm=norm)
     else:
         srcs_pre = preprocess(n, n.srcs, "srcs_pre")
         feat_srcs = alexnet_trunk(n, srcs_pre, prefix="srcs_", share=True, fc=False, cut="pool5", in_channels=3,
                                   norm=norm, conv1_pad=5)
-        n.pool5_tgts = L.Concat(pool5, pool5, axis=0)
-        features = n.pose_features = L.Concat(feat_srcs, n.pool5_tgts, axis=1)
+        if temporal_order:
+            n.pool5_prev, n.pool5_next = L.Slice(feat_srcs, slice_param=dict(axis=0, slice_point=[batch_size]),
+                                                 ntop=2)
+            n.pool5_earlier = L.Concat(n.pool5_prev, pool5, axis=0)
+            n.pool5_later = L.Concat(pool5, n.pool5_next, axis=0)
+            features = n.pose_features = L.Concat(n.pool5_earlier, n.pool5_later, axis=1)
+        else:
+            n.pool5_tgts = L.Concat(pool5, pool5, axis=0)
+            features = n.pose_features = L.Concat(feat_srcs, n.pool5_tgts, axis=1)
     xi = pose_head(n, features, identity_start=True)
+    if temporal_order:
+        # xi = later_T_earlier as SE(3) exponential coordinates: next_T_tgt = exp(xi_next) and
+        # prev_T_tgt = inv(tgt_T_prev) = exp(-xi_prev), exactly (SE3Generator's se3_exp translation)
+        n.xi_fwd_prev, n.xi_fwd_next = L.Slice(xi, slice_param=dict(axis=0, slice_point=[batch_size]), ntop=2)
+        n.xi_inv_prev = L.Power(n.xi_fwd_prev, scale=-1.0)
+        n.xi_warp = L.Concat(n.xi_inv_prev, n.xi_fwd_next, axis=0)
     if phase == "deploy":
         n.depth = L.Split(depths[0])
         return n
-    n.src_T_tgt = G.se3_generator(xi)
+    n.src_T_tgt = G.se3_generator(n.xi_warp, translation="se3_exp") if temporal_order else G.se3_generator(xi)
     # the sources warped into the target: prev and next with the predicted poses (+ the stereo partner with the rig's)
     sources = 3 if stereo and phase != "deploy" else 2
     if sources == 3:

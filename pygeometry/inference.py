@@ -71,6 +71,8 @@ def predict_depth_pose(net, data: dict, batch: int, progress=True):
     """Depth (N, 1, H, W) of every target and poses xi_prev, xi_next (N, 6) of a triplet split's data (src_prev,
     tgt, src_next arrays) through a depth_pose deploy net (pygeometry.depth_nets) whose inputs hold `batch`
     triplets; the last batch is padded. InferenceError for NaN/inf outputs."""
+    from .depth_nets import source_pose_vectors
+
     n, (_, _, h, w) = len(data["tgt"]), data["tgt"].shape
     depth, xi_prev, xi_next = np.zeros((n, 1, h, w), np.float32), np.zeros((n, 6)), np.zeros((n, 6))
     for start in progress_bar(range(0, n, batch), enabled=progress, desc="network", unit="batch", leave=False):
@@ -80,8 +82,8 @@ def predict_depth_pose(net, data: dict, batch: int, progress=True):
             net.blobs[key].data[:stop - start] = data[key][start:stop]
         net.forward()
         depth[start:stop] = net.blobs["depth"].data[:stop - start]
-        xi = net.blobs["xi"].data.reshape(2, batch, 6)
-        xi_prev[start:stop], xi_next[start:stop] = xi[0, :stop - start], xi[1, :stop - start]
+        p, q = source_pose_vectors(net.blobs)
+        xi_prev[start:stop], xi_next[start:stop] = p[:stop - start], q[:stop - start]
     if not (np.all(np.isfinite(depth)) and np.all(np.isfinite(xi_prev)) and np.all(np.isfinite(xi_next))):
         raise InferenceError("the network predicted NaN/inf depth or poses")
     return depth, xi_prev, xi_next

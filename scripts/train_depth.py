@@ -44,7 +44,7 @@ from pygeometry.data.hdf5 import SNIPPET_KEYS, STEREO_KEYS, TRIPLET_KEYS, SplitE
 from pygeometry.depth_evaluation import (DEPTH_METRICS, HIGHER_IS_BETTER, REMEDIES, depth_baselines,  # noqa: E402
                                          depth_metrics, mean_depth_map, snippet_ate, training_warnings,
                                          triplet_pose_metrics)
-from pygeometry.depth_nets import POSE_ENCODERS, SCALES, depth_pose_net  # noqa: E402
+from pygeometry.depth_nets import POSE_ENCODERS, SCALES, depth_pose_net, source_pose_vectors  # noqa: E402
 from pygeometry.evaluation import METRICS, load_split  # noqa: E402
 from pygeometry.files import atomic_output, write_atomic  # noqa: E402
 from pygeometry.inference import predict_depth_pose  # noqa: E402
@@ -86,6 +86,9 @@ def parse_args(argv=None):
                    help="with --stereo: the temporal losses train the pose network only (depth learns from the rig)")
     p.add_argument("--basin", type=int, nargs="*", default=[],
                    help="block sizes of coarse copies of the finest comparison (e.g. 2 4 8; default none)")
+    p.add_argument("--pose-order", choices=("source-first", "temporal"), default="source-first",
+                   help="pose network inputs: (source, target) predicting src_T_tgt, or each pair in time order "
+                        "predicting the forward step, the previous frame's pose inverted (Monodepth2)")
     p.add_argument("--gt-depth", action="store_true",
                    help="pose sanity check: warp with the ground-truth depth, so that the pose network learns alone "
                         "(the depth network stays untrained: its metrics are those of its initialisation)")
@@ -110,7 +113,8 @@ def net_options(args) -> dict:
                 smoothness=args.smoothness, automask=not args.no_automask, min_depth=args.min_depth,
                 max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo,
                 temporal_depth_grad=not args.depth_from_stereo_only, gt_depth=args.gt_depth,
-                pose_downsample=args.pose_downsample, basin=tuple(args.basin))
+                pose_downsample=args.pose_downsample, basin=tuple(args.basin),
+                temporal_order=args.pose_order == "temporal")
 
 
 def write_nets(args, out: Path, height: int, width: int) -> dict:
@@ -134,8 +138,8 @@ def batch_stats(net, args) -> dict:
                      if net.blob_loss_weights[k]))
     abs_rel = depth_metrics(net.blobs["depth0"].data, net.blobs["tgt_depth"].data)["abs_rel"]
     gt = np.concatenate([net.blobs["xi_prev"].data, net.blobs["xi_next"].data]).astype(np.float64)
-    rot = triplet_pose_metrics(net.blobs["xi"].data[:args.batch], net.blobs["xi"].data[args.batch:],
-                               se3_forward(gt[:args.batch]), se3_forward(gt[args.batch:]))["rotation_deg"]
+    rot = triplet_pose_metrics(*source_pose_vectors(net.blobs), se3_forward(gt[:args.batch]),
+                               se3_forward(gt[args.batch:]))["rotation_deg"]
     masked = 1 - float(np.mean(net.blobs["reprojected0"].data))
     return {"loss": loss, "abs_rel": float(np.nanmean(abs_rel)), "rotation_deg": float(np.mean(rot)),
             "masked": masked, "moving": bool(np.abs(gt).max() > 1e-6)}

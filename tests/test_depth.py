@@ -305,3 +305,36 @@ def test_basin_copies_compare_block_averages_and_gt_depth_trains_the_pose_alone(
     net.backward()
     assert np.abs(net.params["fc_pose"][0].diff).sum() > 0
     assert np.abs(net.params["disp0_score"][0].diff).sum() == 0 and np.abs(net.params["conv1"][0].diff).sum() == 0
+
+
+@pytest.mark.parametrize("encoder", ["separate", "shared"])
+def test_temporal_order_predicts_forward_steps_and_inverts_the_previous_one(tmp_path, encoder):
+    """temporal_order: the pose inputs are (previous, target) and (target, next); the warp uses exp(-xi) for the
+    previous frame, exactly the inverse of the forward step exp(xi); source_pose_vectors gives the source poses."""
+    from pygeometry.depth_nets import source_pose_vectors
+    from pygeometry.kernels.se3 import se3_forward
+
+    _make_triplets(tmp_path)
+    spec = depth_pose_net("train", source=str(tmp_path / "train.txt"), batch_size=2, height=64, width=64,
+                          pose_encoder=encoder, temporal_order=True)
+    net = _net(spec, caffe.TRAIN)
+    net.forward()
+    if encoder == "separate":  # channels 0-2: the earlier frame, 3-5: the later one (block-averaged, preprocessed)
+        np.testing.assert_array_equal(net.blobs["earlier"].data[:2], net.blobs["src_prev"].data)
+        np.testing.assert_array_equal(net.blobs["earlier"].data[2:], net.blobs["tgt"].data)
+        np.testing.assert_array_equal(net.blobs["later"].data[2:], net.blobs["src_next"].data)
+    xi = np.random.default_rng(0).normal(scale=0.2, size=(4, 6))
+    net.blobs["xi"].data[...] = xi
+    net.forward(start="xi_fwd_prev")
+    T = net.blobs["src_T_tgt"].data.astype(np.float64)
+    np.testing.assert_allclose(T[:2] @ se3_forward(xi[:2], "se3_exp"), np.broadcast_to(np.eye(4), (2, 4, 4)),
+                               atol=1e-6)
+    np.testing.assert_allclose(T[2:], se3_forward(xi[2:], "se3_exp"), atol=1e-6)
+    prev, nxt = source_pose_vectors(net.blobs)
+    np.testing.assert_allclose(matrix_from_pose_vector(prev[1]), T[1], atol=1e-6)
+    np.testing.assert_allclose(matrix_from_pose_vector(nxt[0]), T[2], atol=1e-6)
+    net.backward()
+    assert np.abs(net.params["fc_pose"][0].diff).sum() > 0
+    deploy = _net(depth_pose_net("deploy", batch_size=2, height=64, width=64, pose_encoder=encoder,
+                                 temporal_order=True))
+    assert "xi_warp" in deploy.blobs and deploy.blobs["xi_warp"].data.shape == (4, 6)
