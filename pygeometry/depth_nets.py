@@ -169,7 +169,8 @@ def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCAL
     return disps, depths
 
 
-def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names, automask, alpha, weight):
+def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names, n_temporal, stereo, automask, alpha,
+                  weight):
     """The coarse copies of depth_pose_net's `basin`; returns the warps' valid tops (to be silenced)."""
     L, _ = _layers()
     sources, silenced = len(names), []
@@ -181,19 +182,22 @@ def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names,
         setattr(n, f"warped_f{f}", warped)
         setattr(n, f"warp_valid_f{f}", valid)
         silenced.append(valid)
-        split = dict(axis=0, slice_point=[batch_size * k for k in range(1, sources)])
-        parts = L.Slice(warped, slice_param=split, ntop=sources)
-        unwarped = L.Slice(src_levels[f], slice_param=split, ntop=sources)
-        for name, part, plain in zip(names, parts, unwarped):
-            setattr(n, f"warped_f{f}_{name}", part)
-            setattr(n, f"unwarped_f{f}_{name}", plain)
-        setattr(n, f"loss_f{f}", G.min_reprojection_loss(list(parts[:2]), tgt_levels[f],
-                                                         list(unwarped[:2]) if automask else None, alpha=alpha,
-                                                         loss_weight=weight))
-        if sources == 3:
+        if sources > 1:
+            split = dict(axis=0, slice_point=[batch_size * k for k in range(1, sources)])
+            parts = L.Slice(warped, slice_param=split, ntop=sources)
+            unwarped = L.Slice(src_levels[f], slice_param=split, ntop=sources)
+            for name, part, plain in zip(names, parts, unwarped):
+                setattr(n, f"warped_f{f}_{name}", part)
+                setattr(n, f"unwarped_f{f}_{name}", plain)
+        else:
+            parts, unwarped = [warped], [src_levels[f]]
+        setattr(n, f"loss_f{f}", G.min_reprojection_loss(list(parts[:n_temporal]), tgt_levels[f],
+                                                         list(unwarped[:n_temporal]) if automask else None,
+                                                         alpha=alpha, loss_weight=weight))
+        if stereo:
             setattr(n, f"stereo_loss_f{f}", G.min_reprojection_loss(
-                [parts[2]], tgt_levels[f], [unwarped[2]] if automask else None, alpha=alpha, loss_weight=weight))
-        if not automask:
+                [parts[-1]], tgt_levels[f], [unwarped[-1]] if automask else None, alpha=alpha, loss_weight=weight))
+        if not automask and sources > 1:
             silenced += list(unwarped)
     return silenced
 
@@ -201,7 +205,7 @@ def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names,
 def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
                    alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=None,
                    pose_downsample=2, norm="lrn", stereo=False, temporal_depth_grad=True, gt_depth=False,
-                   basin=(), temporal_order=False):
+                   basin=(), temporal_order=False, temporal_sources=("prev", "next")):
     """NetSpec of the depth and pose networks trained together (module docstring).
 
     Args:
@@ -238,12 +242,21 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
             photometric gradient of the two sources no longer pulls one output both ways (measured: with
             source-first inputs the pose network's outputs for both sources stayed equal, a constant).
             Deploy then also outputs xi_warp (2N, 6): the source poses prev_T_tgt, next_T_tgt as se3_exp vectors.
+        temporal_sources: the temporal sources warped into the target (train and val phases): ("prev", "next"), or
+            ("next",) for the pose warm-up (see scripts/train_depth.py --warmup): at the identity the photometric
+            gradient of a source behind the target points the wrong way (measured on the rendered triplets with
+            the true depth: the translation gradient of the previous frame had the wrong sign for 76-100% of the
+            pairs, the next frame's the right one for 95-100%), so the pose network first learns from the next
+            frame alone; with temporal_order the previous pair's forward step then starts near its truth.
         gt_depth: the pose sanity check (train and val phases): every source is warped with the target's
             ground-truth depth (tgt_depth of the split) at full resolution, so that the pose network learns alone,
             as the pose networks of pygeometry.nets do; the depth network gets no gradient and no smoothness term.
     """
     if phase not in ("train", "val", "deploy"):
         raise ValueError(f"phase must be train, val or deploy, got {phase!r}")
+    temporal_sources = tuple(temporal_sources)
+    if temporal_sources not in (("prev", "next"), ("next",)):
+        raise ValueError(f"temporal_sources must be ('prev', 'next') or ('next',), got {temporal_sources}")
     if pose_encoder not in POSE_ENCODERS:
         raise ValueError(f"pose_encoder must be one of {POSE_ENCODERS}, got {pose_encoder!r}")
     scales = tuple(sorted(set(scales)))
@@ -307,53 +320,73 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         n.depth = L.Split(depths[0])
         return n
     n.src_T_tgt = G.se3_generator(n.xi_warp, translation="se3_exp") if temporal_order else G.se3_generator(xi)
-    # the sources warped into the target: prev and next with the predicted poses (+ the stereo partner with the rig's)
-    sources = 3 if stereo and phase != "deploy" else 2
-    if sources == 3:
-        n.warp_srcs = L.Concat(n.src_prev, n.src_next, n.src_stereo, axis=0)
-        n.warp_T = L.Concat(n.src_T_tgt, n.stereo_T_tgt, axis=0)
-        n.warp_K = L.Concat(n.K, n.K, n.K, axis=0)
-        warp_srcs, warp_T, unwarped = n.warp_srcs, n.warp_T, [n.src_prev, n.src_next, n.src_stereo]
+    # the sources warped into the target: the temporal ones with the predicted poses (+ the stereo partner with the
+    # rig's transform)
+    silenced = []
+    if temporal_sources == ("prev", "next"):
+        T_temporal = n.src_T_tgt
+    else:  # the next frame only (the pose warm-up): the previous frame's predicted pose is not used
+        n.src_T_tgt_prev, n.src_T_tgt_next = L.Slice(n.src_T_tgt, slice_param=dict(axis=0, slice_point=[batch_size]),
+                                                     ntop=2)
+        T_temporal = n.src_T_tgt_next
+        silenced.append(n.src_T_tgt_prev)
+    images = [getattr(n, f"src_{k}") for k in temporal_sources] + ([n.src_stereo] if stereo else [])
+    names = list(temporal_sources) + (["stereo"] if stereo else [])
+    sources, n_temporal = len(names), len(temporal_sources)
+    if not stereo and n_temporal == 2:
+        warp_srcs, warp_T = n.srcs, n.src_T_tgt
+    elif sources == 1:
+        warp_srcs, warp_T = images[0], T_temporal
     else:
-        n.warp_K = L.Concat(n.K, n.K, axis=0)
-        warp_srcs, warp_T, unwarped = n.srcs, n.src_T_tgt, [n.src_prev, n.src_next]
-    silenced = [n.xi_prev, n.xi_next] + ([] if gt_depth else [n.tgt_depth])
+        warp_srcs = n.warp_srcs = L.Concat(*images, axis=0)
+        warp_T = n.warp_T = L.Concat(T_temporal, *([n.stereo_T_tgt] if stereo else []), axis=0)
+    warp_K = n.K if sources == 1 else L.Concat(*[n.K] * sources, axis=0)
+    if sources > 1:
+        n.warp_K = warp_K
+    unwarped = images
+    silenced += ([] if gt_depth else [n.tgt_depth]) + [n.xi_prev, n.xi_next]
     if gt_depth:
         silenced += [depths[s] for s in scales]  # the depth network's outputs: computed, not trained
         scales, smoothness, depths = (0,), 0.0, {0: n.tgt_depth}
     weight = 1.0 / len(scales)
     tgt_levels = block_average_pyramid(n, n.tgt, "tgt", sorted({2 ** s for s in scales} | set(basin)))
-    names = ("prev", "next", "stereo")[:sources]
     basin_levels = block_average_pyramid(n, warp_srcs, "warp_srcs", list(basin)) if basin else {}
     for s in scales:
         # (the temporal copies pass no gradient to depth when temporal_depth_grad is off in stereo mode)
-        stop = sources == 3 and not temporal_depth_grad
-        depth_all = L.Concat(*[depths[s]] * sources, axis=0,
-                             **({"propagate_down": [False, False, True]} if stop else {}))
-        setattr(n, f"depth{s}_x{sources}", depth_all)
-        points = G.transform_3d_grid(depth_all, warp_T, K_blob=n.warp_K)
+        stop = stereo and not temporal_depth_grad
+        if sources > 1:
+            depth_all = L.Concat(*[depths[s]] * sources, axis=0,
+                                 **({"propagate_down": [False] * n_temporal + [True]} if stop else {}))
+            setattr(n, f"depth{s}_x{sources}", depth_all)
+        else:
+            depth_all = depths[s]
+        points = G.transform_3d_grid(depth_all, warp_T, K_blob=warp_K)
         setattr(n, f"points_src{s}", points)
-        coords, proj_valid = G.pinhole_projection(points, K_blob=n.warp_K, with_valid=True)
+        coords, proj_valid = G.pinhole_projection(points, K_blob=warp_K, with_valid=True)
         setattr(n, f"coords_src{s}", coords)
         setattr(n, f"proj_valid{s}", proj_valid)
         warped, warp_valid = G.bilinear_warp(warp_srcs, coords, padding="border", with_valid=True)
         setattr(n, f"warped{s}", warped)
         setattr(n, f"warp_valid{s}", warp_valid)
-        parts = L.Slice(warped, slice_param=dict(axis=0, slice_point=[batch_size * k for k in range(1, sources)]),
-                        ntop=sources)
-        for name, part in zip(names, parts):
-            setattr(n, f"warped{s}_{name}", part)
-        loss, reprojected = G.min_reprojection_loss(list(parts[:2]), n.tgt, unwarped[:2] if automask else None,
+        if sources > 1:
+            parts = L.Slice(warped, slice_param=dict(axis=0, slice_point=[batch_size * k for k in range(1, sources)]),
+                            ntop=sources)
+            for name, part in zip(names, parts):
+                setattr(n, f"warped{s}_{name}", part)
+        else:
+            parts = [warped]
+        loss, reprojected = G.min_reprojection_loss(list(parts[:n_temporal]), n.tgt,
+                                                    unwarped[:n_temporal] if automask else None,
                                                     alpha=alpha, with_reprojected=True, loss_weight=[weight, 0.0])
         setattr(n, f"loss{s}", loss)
         setattr(n, f"reprojected{s}", reprojected)
-        if sources == 3:  # the stereo partner: a loss of its own, so that depth must explain it everywhere
+        if stereo:  # the stereo partner: a loss of its own, so that depth must explain it everywhere
             setattr(n, f"stereo_loss{s}", G.min_reprojection_loss(
-                [parts[2]], n.tgt, unwarped[2:] if automask else None, alpha=alpha, loss_weight=weight))
+                [parts[-1]], n.tgt, unwarped[-1:] if automask else None, alpha=alpha, loss_weight=weight))
         silenced += [proj_valid, warp_valid]
         if s == scales[0] and basin:
-            silenced += _basin_losses(n, coords, basin, basin_levels, tgt_levels, batch_size, names, automask,
-                                      alpha, weight)
+            silenced += _basin_losses(n, coords, basin, basin_levels, tgt_levels, batch_size, names, n_temporal,
+                                      stereo, automask, alpha, weight)
         if smoothness > 0:
             image = tgt_levels.get(2 ** s, n.tgt)
             setattr(n, f"smooth{s}", G.edge_aware_smoothness(disps[s], image,

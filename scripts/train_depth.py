@@ -89,6 +89,13 @@ def parse_args(argv=None):
     p.add_argument("--pose-order", choices=("source-first", "temporal"), default="source-first",
                    help="pose network inputs: (source, target) predicting src_T_tgt, or each pair in time order "
                         "predicting the forward step, the previous frame's pose inverted (Monodepth2)")
+    p.add_argument("--warmup", type=int, default=0, metavar="N",
+                   help="pose warm-up: N iterations on the next frame alone without auto-masking before the main "
+                        "training (needs --pose-order temporal; default 0: none). At the identity the photometric "
+                        "gradient of the previous frame points the wrong way; the warm-up brings both poses near "
+                        "their truth first")
+    p.add_argument("--next-only", action="store_true",
+                   help="warp the next frame only (no previous frame in the loss; see --warmup)")
     p.add_argument("--gt-depth", action="store_true",
                    help="pose sanity check: warp with the ground-truth depth, so that the pose network learns alone "
                         "(the depth network stays untrained: its metrics are those of its initialisation)")
@@ -114,7 +121,8 @@ def net_options(args) -> dict:
                 max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo,
                 temporal_depth_grad=not args.depth_from_stereo_only, gt_depth=args.gt_depth,
                 pose_downsample=args.pose_downsample, basin=tuple(args.basin),
-                temporal_order=args.pose_order == "temporal")
+                temporal_order=args.pose_order == "temporal",
+                temporal_sources=("next",) if args.next_only else ("prev", "next"))
 
 
 def write_nets(args, out: Path, height: int, width: int) -> dict:
@@ -124,6 +132,16 @@ def write_nets(args, out: Path, height: int, width: int) -> dict:
                              batch_size=args.batch, height=height, width=width, **net_options(args))
         files[phase] = out / f"{phase}.prototxt"
         write_atomic(files[phase], HEADER + annotate_prototxt(str(net.to_proto())))
+    if args.warmup:  # the pose warm-up's nets: the next frame alone, no auto-masking
+        net = depth_pose_net("train", source=str((args.data / "train.txt").resolve()), batch_size=args.batch,
+                             height=height, width=width, **dict(net_options(args), temporal_sources=("next",),
+                                                                automask=False))
+        files["warmup_train"] = out / "warmup_train.prototxt"
+        write_atomic(files["warmup_train"], HEADER + annotate_prototxt(str(net.to_proto())))
+        files["warmup_solver"] = out / "warmup_solver.prototxt"
+        write_atomic(files["warmup_solver"], HEADER + solver_text(
+            "depth_pose_warmup", files["warmup_train"], out / "val.prototxt", out / "warmup_snap",
+            max_iter=args.warmup, base_lr=args.lr, lr_policy="poly", test_interval=args.warmup + 1, test_iter=1))
     files["solver"] = out / "solver.prototxt"
     write_atomic(files["solver"], HEADER + solver_text(
         "depth_pose", files["train"], files["val"], out / "snap", max_iter=args.iters, base_lr=args.lr,
@@ -251,6 +269,30 @@ def evaluate(args, out: Path, files: dict, weights: Path, log) -> dict:
     return table
 
 
+def warm_up(args, out: Path, files: dict, stopper: Stopper, log):
+    """The pose warm-up (--warmup): <out>/warmup.caffemodel (written atomically; reused when it exists), or None
+    when stopped meanwhile (a new start repeats the warm-up, which is short)."""
+    path = out / "warmup.caffemodel"
+    if path.exists():
+        return path
+    solver = make_solver(files["warmup_solver"], args.seed)
+    if args.weights:
+        solver.net.copy_from(str(args.weights))
+    t0 = time.time()
+    bar = progress_bar(total=args.warmup, enabled=not args.no_progress, desc="pose warm-up", unit="it")
+    while solver.iter < args.warmup and not stopper.stop:
+        solver.step(1)
+        bar.update(1)
+    bar.close()
+    if stopper.stop:
+        return None
+    with atomic_output(path) as tmp:
+        solver.net.save(str(tmp))
+    log(f"pose warm-up: {args.warmup} iterations on the next frame alone, without auto-masking, in "
+        f"{time.time() - t0:.0f} s; {path}")
+    return path
+
+
 def verdict_lines(table: dict) -> list:
     lines = [f"test split, {table['triplets']} triplets (depth median-scaled per image; pose of both sources):"]
     for k in DEPTH_METRICS:
@@ -285,6 +327,9 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     if args.depth_from_stereo_only and not args.stereo:
         sys.exit("train_depth.py: error: --depth-from-stereo-only needs --stereo")
+    if args.warmup and args.pose_order != "temporal":
+        sys.exit("train_depth.py: error: --warmup needs --pose-order temporal (the previous pair's pose starts "
+                 "near its truth only when both pairs predict a forward step)")
     keys = TRIPLET_KEYS + (STEREO_KEYS if args.stereo else ())
     try:
         train_split = validate_split(args.data / "train.txt", keys=keys)
@@ -312,6 +357,12 @@ def main(argv=None):
         solver.net.copy_from(str(args.weights))
         log(f"initialised from {args.weights}")
     stopper = Stopper()
+    if args.warmup and not state:
+        warmed = warm_up(args, out, files, stopper, log)
+        if warmed is None:
+            log("stopped during the pose warm-up; a new start repeats it")
+            return None
+        solver.net.copy_from(str(warmed))
     t0 = time.time()
     warned = {}
     bar = progress_bar(total=args.iters, initial=solver.iter, enabled=not args.no_progress, desc="depth+pose",

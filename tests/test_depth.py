@@ -218,13 +218,18 @@ def test_make_dataset_writes_triplets(tmp_path):
         assert "src_stereo" not in f  # test only: no rig
 
 
-@pytest.mark.parametrize("mode", ["monocular", "stereo"])
+MODES = {"monocular": [], "stereo": ["--stereo"],
+         "stereo, temporal order, warm-up, basin": ["--stereo", "--pose-order", "temporal", "--warmup", "2",
+                                                    "--basin", "2"]}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
 def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     data, out = tmp_path / "data", tmp_path / "run"
-    _make_triplets(data, *(["--stereo", "0.5"] if mode == "stereo" else []))
+    _make_triplets(data, *(["--stereo", "0.5"] if mode != "monocular" else []))
     cmd = [sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(data), "--out", str(out),
            "--iters", "4", "--batch", "2", "--val-interval", "2", "--snapshot-interval", "2", "--no-progress",
-           *(["--stereo"] if mode == "stereo" else [])]
+           *MODES[mode]]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
@@ -238,7 +243,15 @@ def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     for name in ("depth_grid.png", "curves.png", "deploy.prototxt", "final.caffemodel"):
         assert (out / name).stat().st_size > 0
     assert "Abs Rel" in (out / "train.log").read_text()
-    assert ("depth_metric" in result) == (mode == "stereo")
+    assert ("depth_metric" in result) == (mode != "monocular")
+    warmed = "--warmup" in MODES[mode]
+    assert (out / "warmup.caffemodel").exists() == warmed
+    assert ("pose warm-up: 2 iterations" in (out / "train.log").read_text()) == warmed
+    if warmed:  # the warm-up net warps the next frame alone, without auto-masking
+        text = (out / "warmup_train.prototxt").read_text()
+        loss0 = text.split('name: "loss0"')[1].split("\n}")[0]
+        assert "warped0_prev" not in text and "src_T_tgt_prev" in text
+        assert 'bottom: "warped0"' in loss0 and '\\"automask\\": false' in loss0 and '\\"sources\\": 1' in loss0
     proc = subprocess.run(cmd + ["--resume", "auto", "--smoothness", "0.01"], capture_output=True, text=True)
     assert proc.returncode != 0 and "smoothness: 0.001 then, 0.01 now" in proc.stderr
 
@@ -272,6 +285,12 @@ def test_stereo_mode_can_keep_the_temporal_losses_off_the_depth_network(tmp_path
 def _block_mean(x, f):
     n, c, h, w = x.shape
     return x.reshape(n, c, h // f, f, w // f, f).mean(axis=(3, 5))
+
+
+def test_warmup_needs_the_temporal_pose_order(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(tmp_path),
+                           "--out", str(tmp_path / "run"), "--warmup", "10"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "--warmup needs --pose-order temporal" in proc.stderr
 
 
 def test_basin_copies_compare_block_averages_and_gt_depth_trains_the_pose_alone(tmp_path):
