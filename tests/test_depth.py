@@ -251,7 +251,7 @@ def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
         text = (out / "warmup_train.prototxt").read_text()
         loss0 = text.split('name: "loss0"')[1].split("\n}")[0]
         assert "warped0_prev" not in text and "src_T_tgt_prev" in text
-        assert 'bottom: "warped0"' in loss0 and '\\"automask\\": false' in loss0 and '\\"sources\\": 1' in loss0
+        assert 'bottom: "warped0_next"' in loss0 and '\\"automask\\": false' in loss0 and '\\"sources\\": 1' in loss0
     proc = subprocess.run(cmd + ["--resume", "auto", "--smoothness", "0.01"], capture_output=True, text=True)
     assert proc.returncode != 0 and "smoothness: 0.001 then, 0.01 now" in proc.stderr
 
