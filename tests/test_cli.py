@@ -60,7 +60,8 @@ def test_caffe_train_learns_a_pose_from_photometric_loss(tmp_path):
 
 def test_scripts_have_help():
     for script in ("train_pose_fit.py", "bench_layers.py", "bench_train.py", "make_dataset.py", "show_dataset.py",
-                   "convert_kitti.py", "convert_tum.py", "diagnose.py", "train.py", "train_depth.py"):
+                   "convert_kitti.py", "convert_tum.py", "diagnose.py", "train.py", "train_depth.py",
+                   "pose_landscape.py"):
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True,
                               text=True)
         assert proc.returncode == 0 and "usage:" in proc.stdout, script

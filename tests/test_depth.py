@@ -357,3 +357,24 @@ def test_temporal_order_predicts_forward_steps_and_inverts_the_previous_one(tmp_
     deploy = _net(depth_pose_net("deploy", batch_size=2, height=64, width=64, pose_encoder=encoder,
                                  temporal_order=True))
     assert "xi_warp" in deploy.blobs and deploy.blobs["xi_warp"].data.shape == (4, 6)
+
+
+def test_pose_gradient_alignment_points_to_the_truth_near_it(tmp_path):
+    """pygeometry.landscape on rendered triplets with the true depth: close to the true pose (0.9 x truth) the
+    gradient points to it; the counts are the moving pairs; a temporal_order net is refused."""
+    from pygeometry.landscape import pose_gradient_alignment
+
+    _make_triplets(tmp_path)
+    caffe.set_random_seed(0)
+    net = _net(depth_pose_net("train", source=str(tmp_path / "train.txt"), batch_size=4, height=64, width=64,
+                              gt_depth=True), caffe.TRAIN)
+    result = pose_gradient_alignment(net, starts=(0.0, 0.9), batches=2)
+    assert set(result) == {0.0, 0.9} and set(result[0.9]) == {"prev", "next"}
+    for source in ("prev", "next"):
+        near = result[0.9][source]
+        assert 0 < near["pairs"] <= 8 and -1 <= near["cos_t"] <= 1 and 0 <= near["right_sign_t"] <= 1
+        assert near["cos_t"] > 0.2 and near["cos_w"] > 0.2
+    temporal = _net(depth_pose_net("train", source=str(tmp_path / "train.txt"), batch_size=2, height=64, width=64,
+                                   gt_depth=True, temporal_order=True), caffe.TRAIN)
+    with pytest.raises(ValueError, match="temporal_order"):
+        pose_gradient_alignment(temporal)
