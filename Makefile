@@ -7,7 +7,8 @@ help:
 	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
 	@echo "make train-depth  set up, render data/synthetic_depth_stereo if absent (triplets + stereo partner), learn depth"
 	@echo "             from one image and pose from two together (stereo mode: the rig's known baseline gives the"
-	@echo "             scale) into runs/depth/, and compare depth and pose with the trivial baselines"
+	@echo "             scale; a pose warm-up on the next frame first) into runs/depth/, and compare depth and pose"
+	@echo "             with the trivial baselines"
 	@echo "make data-depth  set up and render the triplet datasets (monocular and stereo) into data/"
 	@echo "make pose-fit  fit one pose to one rendered pair with caffe train (the smallest real job)"
 	@echo "make test    set up and run the test suite"
@@ -46,7 +47,7 @@ DEPTH_DATA := data/synthetic_depth_stereo
 DEPTH_RENDER := --triplets --stereo 0.5 --supersample 1
 train-depth: setup
 	$(PY) scripts/make_dataset.py $(DEPTH_RENDER) --out $(DEPTH_DATA)
-	$(PY) scripts/train_depth.py --data $(DEPTH_DATA) --stereo --min-depth 0.5 --out runs/depth --resume auto --iters 2200
+	$(PY) scripts/train_depth.py --data $(DEPTH_DATA) --stereo --min-depth 0.5 --pose-order temporal --warmup 300 --basin 4 8 16 --out runs/depth --resume auto --iters 2200
 
 data-depth: setup
 	$(PY) scripts/make_dataset.py --triplets --out data/synthetic_depth

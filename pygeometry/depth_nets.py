@@ -245,7 +245,7 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         temporal_sources: the temporal sources warped into the target (train and val phases): ("prev", "next"), or
             ("next",) for the pose warm-up (see scripts/train_depth.py --warmup): at the identity the photometric
             gradient of a source behind the target points the wrong way (measured on the rendered triplets with
-            the true depth: the translation gradient of the previous frame had the wrong sign for 76-100% of the
+            the true depth: the translation gradient of the previous frame had the wrong sign for 78-100% of the
             pairs, the next frame's the right one for 95-100%), so the pose network first learns from the next
             frame alone; with temporal_order the previous pair's forward step then starts near its truth.
         gt_depth: the pose sanity check (train and val phases): every source is warped with the target's

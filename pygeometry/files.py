@@ -40,3 +40,15 @@ def write_atomic(path, data) -> None:
             tmp.write_bytes(data)
         else:
             tmp.write_text(data)
+
+
+def replace_block(path, begin: str, end: str, text: str) -> None:
+    """Replace what lies between the lines `begin` and `end` of a text file (a generated block of README.md) by
+    `text`, atomically. ValueError (naming the file and both markers) unless each marker is there exactly once."""
+    path = Path(path)
+    content = path.read_text()
+    if content.count(begin) != 1 or content.count(end) != 1:
+        raise ValueError(f"{path} needs the lines {begin!r} and {end!r} once each")
+    head, rest = content.split(begin)
+    _, tail = rest.split(end)
+    write_atomic(path, f"{head}{begin}\n{text.strip(chr(10))}\n{end}{tail}")

@@ -89,12 +89,13 @@ def compare(stats: Mapping[str, SeedStats], a: str, b: str, what: str, unit: str
     threshold = SIGNIFICANCE_SE * welch_standard_error(sa, sb)
     relative_pct = 100 * diff / sb.mean if sb.mean > 0 else 0.0
     direction = significant(stats, a, b)
+    unit = f" {unit}" if unit else ""  # (a ratio has none)
     if direction:
         verdict = (f"**{'lower' if direction < 0 else 'higher'}** (beyond {SIGNIFICANCE_SE:g} standard errors over "
-                   f"seeds, {threshold:.3g} {unit})")
+                   f"seeds, {threshold:.3g}{unit})")
     else:
-        verdict = f"not different beyond the seed spread ({SIGNIFICANCE_SE:g} standard errors: {threshold:.3g} {unit})"
-    return f"{what}: {sa.mean:.3g} vs {sb.mean:.3g} {unit} ({relative_pct:+.0f}%), {verdict}"
+        verdict = f"not different beyond the seed spread ({SIGNIFICANCE_SE:g} standard errors: {threshold:.3g}{unit})"
+    return f"{what}: {sa.mean:.3g} vs {sb.mean:.3g}{unit} ({relative_pct:+.0f}%), {verdict}"
 
 
 def seeds_better(entry: SeedStats, baseline: float) -> int:

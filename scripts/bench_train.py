@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pygeometry.denormals import flush_denormals  # noqa: E402
-from pygeometry.files import write_atomic  # noqa: E402
+from pygeometry.files import replace_block, write_atomic  # noqa: E402
 from pygeometry.nets import NETWORKS  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 
@@ -353,16 +353,6 @@ def markdown(results, settings, profile, command):
     return "\n".join(lines)
 
 
-def replace_readme_block(readme: Path, text: str):
-    """Put text between README_BEGIN and README_END (both lines must be there, once each)."""
-    content = readme.read_text()
-    if content.count(README_BEGIN) != 1 or content.count(README_END) != 1:
-        sys.exit(f"bench_train.py: {readme} needs the lines {README_BEGIN!r} and {README_END!r} once each")
-    head, rest = content.split(README_BEGIN)
-    _, tail = rest.split(README_END)
-    write_atomic(readme, f"{head}{README_BEGIN}\n{text.strip()}\n{README_END}{tail}")
-
-
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -409,7 +399,10 @@ def main(argv=None):
         if args.markdown:
             write_atomic(args.markdown, text + "\n")
         if args.readme:
-            replace_readme_block(REPO / "README.md", text)
+            try:
+                replace_block(REPO / "README.md", README_BEGIN, README_END, text)
+            except ValueError as exc:
+                sys.exit(f"bench_train.py: error: {exc}")
 
 
 if __name__ == "__main__":

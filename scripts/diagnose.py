@@ -29,7 +29,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.files import write_atomic  # noqa: E402
+from pygeometry.files import replace_block, write_atomic  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 from pygeometry.report.runs import PY, ReportError, folder_state, settings_of, train_folder  # noqa: E402
 from pygeometry.stats import compare, seed_summary  # noqa: E402
@@ -213,16 +213,6 @@ def markdown(results: dict, args) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_readme_block(text: str) -> None:
-    readme = REPO / "README.md"
-    content = readme.read_text()
-    if BEGIN not in content or END not in content:
-        raise SystemExit(f"diagnose.py: README.md lacks the markers {BEGIN} ... {END}")
-    head, rest = content.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    write_atomic(readme, head + BEGIN + "\n" + text + END + tail)
-
-
 def main(argv=None):
     args = parse_args(argv)
     if not args.no_train:
@@ -238,7 +228,10 @@ def main(argv=None):
     write_atomic(args.results / "diagnosis.json", json.dumps(results, indent=1))
     write_atomic(args.results / "DIAGNOSIS.md", "# What limits the pose networks\n\n" + text)
     if args.readme:
-        replace_readme_block(text)
+        try:
+            replace_block(REPO / "README.md", BEGIN, END, text)
+        except ValueError as exc:
+            sys.exit(f"diagnose.py: error: {exc}")
     print(text)
 
 

@@ -126,7 +126,7 @@ def default_size_triplets(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["depth_pose", "depth_pose_shared"])
+@pytest.mark.parametrize("name", ["depth_pose", "depth_pose_shared", "depth_pose_warmup", "depth_pose_shared_warmup"])
 def test_caffe_time_and_train_run_the_shipped_depth_nets(name, tmp_path, default_size_triplets):
     model, solver = _shipped_net(name, default_size_triplets, tmp_path)
     proc = _caffe(["time", "-model", model, "-iterations", 2], tmp_path)
