@@ -68,14 +68,14 @@ def generate(data="data/synthetic", height=64, width=208, batch_size=8, runs="ru
         files[f"solvers/{name}.prototxt"] = HEADER + solver_text(
             name, paths["train"], paths["val"], f"{runs}/{name}_", max_iter=depth_iters, base_lr=2e-4)
         # the pose warm-up (train_depth.py --warmup): the next frame alone, no auto-masking; its weights start the
-        # main solver (caffe train -solver solvers/<name>.prototxt -weights runs/<name>_warmup_iter_300.caffemodel)
+        # main solver (caffe train -solver solvers/<name>.prototxt -weights runs/<name>_warmup_iter_300.caffemodel: Caffe adds _iter_N)
         warm = f"prototxt/{name}_warmup_train.prototxt"
         net = depth_pose_net("train", source=f"{depth_data}/train.txt", batch_size=depth_batch, height=depth_size[0],
                              width=depth_size[1], pose_encoder=encoder, **dict(DEPTH_OPTIONS, automask=False,
                                                                                temporal_sources=("next",)))
         files[warm] = HEADER + f'name: "{name}_warmup"\n' + annotate_prototxt(str(net.to_proto()))
         files[f"solvers/{name}_warmup.prototxt"] = HEADER + solver_text(
-            f"{name}_warmup", warm, paths["val"], f"{runs}/{name}_warmup_", max_iter=DEPTH_WARMUP, base_lr=2e-4,
+            f"{name}_warmup", warm, paths["val"], f"{runs}/{name}_warmup", max_iter=DEPTH_WARMUP, base_lr=2e-4,
             lr_policy="poly")
     return files
 
