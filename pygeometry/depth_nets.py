@@ -6,7 +6,9 @@ two"; SfMLearner / Monodepth2 / Depth-VO-Feat), as NetSpec.
       1x1 disparity scores, as Depth-VO-Feat) ->
       disparity (sigmoid) at scales s = 0..3 (1/2^s of the input), each upsampled to full resolution ->
       depth_s = 1 / (min_disp + (max_disp - min_disp) * disp_s)        (Power layer; depth in [min_depth, max_depth])
-    (source, target) for each source (previous and next frame) -> pose network -> xi = src_T_tgt (2N, 6)
+    (source, target) for each source (previous and next frame) -> pose network -> xi = src_T_tgt (2N, 6); or, with
+      temporal_order (make train-depth's recipe), (previous, target) and (target, next) -> the forward step of each,
+      the previous frame's pose its exact inverse (see depth_pose_net)
     per scale: depth_s, xi -> Transform3DGrid -> PinholeProjection -> BilinearWarp of both sources ->
       MinReprojectionLoss (per-pixel minimum over the two sources, auto-masked by the unwarped sources)
       + EdgeAwareSmoothness of disp_s at its own resolution (weight smoothness / 2^s)

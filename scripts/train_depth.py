@@ -6,8 +6,13 @@ solver driven from Python; then evaluate depth and pose on the test split agains
 Writes into --out: train/val/deploy prototxt and solver (generated for the dataset's image size), train.log,
 curves.csv and curves.png (loss, median-scaled Abs Rel of the batch's depth, rotation error, auto-masked fraction;
 training and validation), snapshots (checkpoint.json names the complete ones), and at the end final.caffemodel,
-result.json (depth metrics, pose metrics and 3-frame snippet ATE beside the baselines) and depth_grid.png (test
-frames: image, predicted depth, ground truth, error).
+result.json (depth metrics, pose metrics and SfMLearner's snippet ATE on the triplets and on the dataset's 5-frame
+snippets, beside the baselines) and depth_grid.png (test frames: image, predicted depth, ground truth, error).
+
+The pose (defaults): the pose network sees each pair in time order and predicts the forward step (the previous
+frame's pose is its exact inverse), and is first warmed up for 300 iterations on the next frame alone without
+auto-masking (warmup.caffemodel), because at the identity the previous frame's photometric gradient points the
+wrong way (scripts/pose_landscape.py measures it); coarse copies of the finest comparison (4 8 16) widen the basin.
 
 Scale: monocular training (the default) fixes no scale, so depth is evaluated with per-image median scaling and
 pose by its rotation, translation direction, scale-aligned translation and scale-aligned ATE
@@ -19,9 +24,12 @@ pixels auto-masked) are checked on the training batch every 50 iterations; each 
 interval with its remedy, and the progress bar shows the latest (depth_evaluation.REMEDIES).
 
 Ctrl-C or SIGTERM stops cleanly after the current iteration with a snapshot; `--resume auto` continues. The same
-solver runs from the command line: .venv/bin/caffe train -solver <out>/solver.prototxt
+solver runs from the command line: .venv/bin/caffe train -solver <out>/solver.prototxt -weights
+<out>/warmup.caffemodel (after the warm-up: .venv/bin/caffe train -solver <out>/warmup_solver.prototxt).
 
-Example (what `make train-depth` runs): scripts/train_depth.py --data data/synthetic_depth --out runs/depth
+Example (what `make train-depth` runs):
+    scripts/train_depth.py --data data/synthetic_depth_stereo --stereo --min-depth 0.5 --pose-order temporal \
+        --warmup 300 --basin 4 8 16 --out runs/depth --resume auto --iters 2000
 """
 from __future__ import annotations
 
@@ -84,14 +92,15 @@ def parse_args(argv=None):
     p.add_argument("--norm", choices=("lrn", "batch"), default="lrn", help="encoders' normalisation")
     p.add_argument("--depth-from-stereo-only", action="store_true",
                    help="with --stereo: the temporal losses train the pose network only (depth learns from the rig)")
-    p.add_argument("--basin", type=int, nargs="*", default=[],
-                   help="block sizes of coarse copies of the finest comparison (e.g. 2 4 8; default none)")
-    p.add_argument("--pose-order", choices=("source-first", "temporal"), default="source-first",
-                   help="pose network inputs: (source, target) predicting src_T_tgt, or each pair in time order "
-                        "predicting the forward step, the previous frame's pose inverted (Monodepth2)")
-    p.add_argument("--warmup", type=int, default=0, metavar="N",
+    p.add_argument("--basin", type=int, nargs="*", default=[4, 8, 16],
+                   help="block sizes of coarse copies of the finest comparison (default 4 8 16; none: no copies)")
+    p.add_argument("--pose-order", choices=("source-first", "temporal"), default="temporal",
+                   help="pose network inputs: each pair in time order predicting the forward step, the previous "
+                        "frame's pose inverted (Monodepth2; the default), or (source, target) predicting src_T_tgt "
+                        "(source-first: the pose did not learn, see --warmup; needs --warmup 0)")
+    p.add_argument("--warmup", type=int, default=300, metavar="N",
                    help="pose warm-up: N iterations on the next frame alone without auto-masking before the main "
-                        "training (needs --pose-order temporal; default 0: none). At the identity the photometric "
+                        "training (needs --pose-order temporal; default 300, 0: none). At the identity the photometric "
                         "gradient of the previous frame points the wrong way; the warm-up brings both poses near "
                         "their truth first")
     p.add_argument("--next-only", action="store_true",

@@ -218,7 +218,9 @@ def test_make_dataset_writes_triplets(tmp_path):
         assert "src_stereo" not in f  # test only: no rig
 
 
-MODES = {"monocular": [], "stereo": ["--stereo"],
+MODES = {"monocular, source-first, no warm-up, no coarse copies": ["--pose-order", "source-first", "--warmup", "0",
+                                                                  "--basin"],
+         "stereo": ["--stereo", "--warmup", "2"],
          "stereo, temporal order, warm-up, basin": ["--stereo", "--pose-order", "temporal", "--warmup", "2",
                                                     "--basin", "2"]}
 
@@ -226,7 +228,7 @@ MODES = {"monocular": [], "stereo": ["--stereo"],
 @pytest.mark.parametrize("mode", list(MODES))
 def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     data, out = tmp_path / "data", tmp_path / "run"
-    _make_triplets(data, *(["--stereo", "0.5"] if mode != "monocular" else []))
+    _make_triplets(data, *(["--stereo", "0.5"] if "--stereo" in MODES[mode] else []))
     cmd = [sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(data), "--out", str(out),
            "--iters", "4", "--batch", "2", "--val-interval", "2", "--snapshot-interval", "2", "--no-progress",
            *MODES[mode]]
@@ -243,11 +245,11 @@ def test_train_depth_end_to_end_and_resume_guard(tmp_path, mode):
     for name in ("depth_grid.png", "curves.png", "deploy.prototxt", "final.caffemodel"):
         assert (out / name).stat().st_size > 0
     assert "Abs Rel" in (out / "train.log").read_text()
-    assert ("depth_metric" in result) == (mode != "monocular")
-    warmed = "--warmup" in MODES[mode]
+    assert ("depth_metric" in result) == ("--stereo" in MODES[mode])
+    warmed = MODES[mode][MODES[mode].index("--warmup") + 1] != "0"
     assert (out / "warmup.caffemodel").exists() == warmed
     assert ("pose warm-up: 2 iterations" in (out / "train.log").read_text()) == warmed
-    if warmed:  # the warm-up net warps the next frame alone, without auto-masking
+    if warmed and "--stereo" in MODES[mode]:  # the warm-up net warps the next frame alone, without auto-masking
         text = (out / "warmup_train.prototxt").read_text()
         loss0 = text.split('name: "loss0"')[1].split("\n}")[0]
         assert "warped0_prev" not in text and "src_T_tgt_prev" in text
@@ -289,7 +291,8 @@ def _block_mean(x, f):
 
 def test_warmup_needs_the_temporal_pose_order(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(tmp_path),
-                           "--out", str(tmp_path / "run"), "--warmup", "10"], capture_output=True, text=True)
+                           "--out", str(tmp_path / "run"), "--pose-order", "source-first", "--warmup", "10"],
+                          capture_output=True, text=True)
     assert proc.returncode != 0 and "--warmup needs --pose-order temporal" in proc.stderr
 
 
