@@ -67,3 +67,14 @@ def test_the_recipe_is_make_train_depths():
     line = next(x for x in makefile.splitlines() if "scripts/train_depth.py" in x and "runs/depth" in x)
     assert " ".join(depth_report.RECIPE) in line and f"--iters {depth_report.RECIPE_ITERS}" in line
     assert f"DEPTH_DATA := data/{depth_report.DATA}" in makefile
+
+
+def test_the_readme_block_is_the_committed_depth_report():
+    """README's shared-vs-separate figures are results/DEPTH.md's, written by the same run of
+    scripts/depth_report.py --readme (never typed by hand)."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split(depth_report.BEGIN, 1)[1].split(depth_report.END, 1)[0].strip()
+    committed = (REPO / "results" / "DEPTH.md").read_text()
+    assert committed.startswith("# Depth features for pose: shared vs separate encoder\n\n")
+    assert block and block == committed.split("\n\n", 1)[1].strip()
+    assert block.startswith("Made by `scripts/depth_report.py --seeds")
