@@ -187,3 +187,21 @@ def run_evaluate_script(args, folder: Path, split: Path, out: Path, extra: list[
 
 
 # ------------------------------------------------------------------------------------------------- figures
+
+
+def write_seed_report(prog: str, results_dir: Path, name: str, title: str, found: dict, text: str,
+                      readme_markers=None, readme: Path | None = None) -> None:
+    """The end of a seed report script (diagnose.py, depth_report.py): <results_dir>/<name>.json (the collected
+    runs) and <results_dir>/<NAME>.md ("# title" + text), atomically; with readme_markers (begin, end) also the
+    generated block of `readme`; then print text. A README without its markers exits naming them."""
+    from ..files import replace_block
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(results_dir / f"{name}.json", json.dumps(found, indent=1))
+    write_atomic(results_dir / f"{name.upper()}.md", f"# {title}\n\n" + text)
+    if readme_markers:
+        try:
+            replace_block(readme, *readme_markers, text)
+        except ValueError as exc:
+            sys.exit(f"{prog}: error: {exc}")
+    print(text)
