@@ -43,8 +43,8 @@ train: setup
 
 DEPTH_DATA := data/synthetic_depth_stereo
 # Within 20 minutes on 2 cores: one ray per pixel (--supersample 1 instead of 2), a 300-iteration pose warm-up and
-# 2000 iterations (measured: 3000 iterations with supersample 2 took 25 minutes end to end; the warm-up with 2200
-# iterations 21 min 10 s).
+# 2000 iterations (measured: 16 min 14 s end to end on a fresh data folder: render 79 s, warm-up 94 s, training
+# 786 s; 3000 iterations with supersample 2 and no warm-up took 25 minutes).
 DEPTH_RENDER := --triplets --stereo 0.5 --supersample 1
 train-depth: setup
 	$(PY) scripts/make_dataset.py $(DEPTH_RENDER) --out $(DEPTH_DATA)
