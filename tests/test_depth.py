@@ -381,3 +381,8 @@ def test_pose_gradient_alignment_points_to_the_truth_near_it(tmp_path):
                                    gt_depth=True, temporal_order=True), caffe.TRAIN)
     with pytest.raises(ValueError, match="temporal_order"):
         pose_gradient_alignment(temporal)
+
+
+def test_unknown_temporal_sources_are_named():
+    with pytest.raises(ValueError, match=r"temporal_sources must be \('prev', 'next'\) or \('next',\), got \('prev',\)"):
+        depth_pose_net("train", source="x.txt", temporal_sources=("prev",))

@@ -60,6 +60,9 @@ def test_report_from_finished_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "depth_report.py"), "--no-train", *options],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "`shared`" not in (args.results / "DEPTH.md").read_text()
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "depth_report.py"), "--no-train", *options,
+                           "--seeds", "9"], capture_output=True, text=True)
+    assert proc.returncode != 0 and "depth_report.py: nothing has finished runs for every seed" in proc.stderr
 
 
 def test_the_recipe_is_make_train_depths():

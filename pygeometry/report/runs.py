@@ -189,19 +189,29 @@ def run_evaluate_script(args, folder: Path, split: Path, out: Path, extra: list[
 # ------------------------------------------------------------------------------------------------- figures
 
 
-def write_seed_report(prog: str, results_dir: Path, name: str, title: str, found: dict, text: str,
-                      readme_markers=None, readme: Path | None = None) -> None:
-    """The end of a seed report script (diagnose.py, depth_report.py): <results_dir>/<name>.json (the collected
-    runs) and <results_dir>/<NAME>.md ("# title" + text), atomically; with readme_markers (begin, end) also the
-    generated block of `readme`; then print text. A README without its markers exits naming them."""
+def seed_report_main(prog: str, args, train_missing, collect, markdown, name: str, title: str, markers,
+                     readme: Path) -> None:
+    """The whole of a seed report script (diagnose.py, depth_report.py) after its arguments: train the missing runs
+    (unless args.no_train), collect the finished ones, then <args.results>/<name>.json and <NAME>.md ("# title" +
+    markdown), and with args.readme the README block between `markers`; print the markdown. Exits with a message
+    naming `prog` when training fails, nothing is finished for every seed, or the README lacks its markers."""
     from ..files import replace_block
 
-    results_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(results_dir / f"{name}.json", json.dumps(found, indent=1))
-    write_atomic(results_dir / f"{name.upper()}.md", f"# {title}\n\n" + text)
-    if readme_markers:
+    if not args.no_train:
         try:
-            replace_block(readme, *readme_markers, text)
+            train_missing(args)
+        except ReportError as exc:
+            sys.exit(f"{prog}: error: {exc}")
+    found = collect(args)
+    if not found:
+        sys.exit(f"{prog}: nothing has finished runs for every seed")
+    text = markdown(found, args)
+    args.results.mkdir(parents=True, exist_ok=True)
+    write_atomic(args.results / f"{name}.json", json.dumps(found, indent=1))
+    write_atomic(args.results / f"{name.upper()}.md", f"# {title}\n\n" + text)
+    if args.readme:
+        try:
+            replace_block(readme, *markers, text)
         except ValueError as exc:
             sys.exit(f"{prog}: error: {exc}")
     print(text)
