@@ -435,30 +435,35 @@ class EdgeAwareSmoothness(_Layer):
     def check_setup(self, bottom, top):
         self._grad, self._ready = None, False
 
-    def _disp(self, bottom):
-        disp = bottom[0].data
-        self.check_finite("bottom 'disp'", disp)
-        if disp.min() < 0:
-            self.fail(f"bottom 'disp' must be >= 0 (a disparity), min {disp.min():g}")
-        self.check_finite("bottom 'image'", bottom[1].data)
-        return disp
+    def _check(self, nonfinite_disp, nonfinite_image, min_disp):
+        self.check_count("bottom 'disp'", nonfinite_disp)
+        if min_disp < 0:
+            self.fail(f"bottom 'disp' must be >= 0 (a disparity), min {min_disp:g}")
+        self.check_count("bottom 'image'", nonfinite_image)
 
-    def forward(self, bottom, top):
-        disp = self._disp(bottom)
+    def _grad_buffer(self, disp):
         if self._grad is None or self._grad.shape != disp.shape or self._grad.dtype != disp.dtype:
             self._grad = np.empty_like(disp)
-        # the gradient is computed in the same pass (kept for the backward; the same bottoms follow, as in Caffe)
-        top[0].data[...] = smoothness.smoothness_forward_into(disp, bottom[1].data, self._grad)
+        return self._grad
+
+    def forward(self, bottom, top):
+        # the gradient is computed in the same pass (kept for the backward; the same bottoms follow, as in Caffe),
+        # and the input checks are counted on the way
+        self._ready = False
+        loss, *checks = smoothness.smoothness_forward_checked(bottom[0].data, bottom[1].data,
+                                                              self._grad_buffer(bottom[0].data))
+        self._check(*checks)
+        top[0].data[...] = loss
         self._ready = True
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         scale = float(top[0].diff.flat[0])
-        if self._ready:
-            np.multiply(self._grad, self._grad.dtype.type(scale), out=bottom[0].diff)
-        else:  # no forward since the last reshape
-            smoothness.smoothness_backward_into(self._disp(bottom), bottom[1].data, scale, bottom[0].diff)
+        if not self._ready:  # no forward since the last reshape
+            self._check(*smoothness.smoothness_forward_checked(bottom[0].data, bottom[1].data,
+                                                               self._grad_buffer(bottom[0].data))[1:])
+        np.multiply(self._grad, self._grad.dtype.type(scale), out=bottom[0].diff)
 
 
 class _Augmentation(_Layer):

@@ -8,8 +8,8 @@ from conftest import numeric_grad
 from pygeometry.kernels.min_reprojection import (min_reprojection_backward, min_reprojection_forward,
                                                  min_reprojection_reference)
 from pygeometry.kernels.photometric import photometric_forward
-from pygeometry.kernels.smoothness import (smoothness_backward, smoothness_backward_into, smoothness_forward,
-                                           smoothness_forward_into)
+from pygeometry.kernels.smoothness import (EXP_FAST_LIMIT, _exp_neg, smoothness_backward, smoothness_backward_into,
+                                           smoothness_forward, smoothness_forward_into)
 
 
 def _views(rng, sources=2, n=2, c=3, h=6, w=7):
@@ -158,6 +158,24 @@ def test_smoothness_fast_kernels_equal_the_reference(rng, dtype):
     assert grad.dtype == dtype
     np.testing.assert_allclose(grad, 0.7 * smoothness_backward(disp, image), rtol=1e-5 if dtype == np.float32 else 1e-10,
                                atol=1e-9)
+
+
+def test_fast_exponential_matches_numpy():
+    """The polynomial exp(-u) the fast kernel vectorises, over its whole range, to 1e-13 relative."""
+    u = np.concatenate([[0.0], np.geomspace(1e-12, EXP_FAST_LIMIT * (1 - 1e-12), 5000)])
+    np.testing.assert_allclose([_exp_neg(v) for v in u], np.exp(-u), rtol=1e-13, atol=0)
+
+
+def test_smoothness_fast_kernels_on_images_outside_unit_range(rng):
+    """Images in [0, 255]: most edge weights take the libm exponential (beyond the polynomial's range)."""
+    disp, image = _disp_image(rng, n=2, h=5, w=8)
+    image = image * 255  # channel-mean steps of 0..255: a mix of both paths
+    assert ((np.abs(np.diff(image, axis=3)).mean(axis=1) >= EXP_FAST_LIMIT).any()
+            and (np.abs(np.diff(image, axis=3)).mean(axis=1) < EXP_FAST_LIMIT).any())
+    assert smoothness_forward_into(disp, image) == pytest.approx(smoothness_forward(disp, image), rel=1e-12)
+    grad = np.empty_like(disp)
+    smoothness_backward_into(disp, image, 1.0, grad)
+    np.testing.assert_allclose(grad, smoothness_backward(disp, image), rtol=1e-10, atol=1e-15)
 
 
 def test_smoothness_fast_gradient(rng):
