@@ -260,9 +260,9 @@ class PhotometricLoss(_Layer):
     pygeometry.kernels.photometric.
 
     The forward runs the fast kernel and keeps the SSIM derivatives it needs for the backward (an array three
-    times the warped bottom's size, allocated once); the backward then only applies the box filter's adjoint.
-    Like Caffe's own layers this assumes the backward follows the forward on unchanged bottoms. A backward that
-    asks for the target's gradient runs the reference implementation.
+    times the warped bottom's size, allocated once; four times once a backward has asked for the target's
+    gradient); the backward then only applies the box filter's adjoint. Like Caffe's own layers this assumes the
+    backward follows the forward on unchanged bottoms.
     """
 
     CONFIG = cfg.PhotometricLossConfig
@@ -272,6 +272,7 @@ class PhotometricLoss(_Layer):
         super().setup(bottom, top)
         self._coef = None  # SSIM derivatives from the last forward (allocated on first use)
         self._total = None  # the mask's sum in the last forward; None: no forward since the last reshape
+        self._with_target = False  # keep the target's derivatives too (a backward asked for its gradient)
 
     def reshape(self, bottom, top):
         w = bottom[0].data.shape
@@ -297,7 +298,7 @@ class PhotometricLoss(_Layer):
     def _coefficients(self, warped):
         if self.config.alpha <= 0:
             return None
-        shape = (3,) + tuple(warped.shape)
+        shape = (4 if self._with_target else 3,) + tuple(warped.shape)
         if self._coef is None or self._coef.shape != shape or self._coef.dtype != warped.dtype:
             self._coef = np.empty(shape, warped.dtype)
         return self._coef
@@ -320,17 +321,14 @@ class PhotometricLoss(_Layer):
         warped, target = bottom[0].data, bottom[1].data
         # The forward checked the mask; only a backward without a forward since the last reshape checks it here.
         mask = self._mask(bottom) if self._total is None else (bottom[2].data if len(bottom) > 2 else None)
-        if need_target:
-            g_w, g_t = photometric.photometric_backward(warped, target, mask, self.config.alpha, need_target=True)
-            if propagate_down[0]:
-                bottom[0].diff[...] = scale * g_w
-            bottom[1].diff[...] = scale * g_t
-            return
-        if self._total is None:  # no forward since the last reshape: compute what it keeps
+        if need_target and not self._with_target:  # from now on the forward keeps the target's derivatives too
+            self._with_target, self._total = True, None
+        if self._total is None:  # no forward since the last reshape (or one without the target's): compute it
             _, self._total = photometric.photometric_forward_into(warped, target, mask, self.config.alpha,
                                                                   self._coefficients(warped))
+        grad_warped = bottom[0].diff if propagate_down[0] else np.empty_like(warped)
         photometric.photometric_backward_into(warped, target, mask, self.config.alpha, self._coef, self._total,
-                                              scale, bottom[0].diff)
+                                              scale, grad_warped, bottom[1].diff if need_target else None)
 
 
 class MinReprojectionLoss(_Layer):

@@ -69,12 +69,14 @@ def test_identical_images_give_zero_loss_and_finite_gradients(rng):
 
 
 # ---------------------------------------------------------------------------------- the fast kernels (the layer's)
-def _fast(x, y, mask, alpha, scale=1.0):
-    coef = np.empty((3,) + x.shape, x.dtype)
+def _fast(x, y, mask, alpha, scale=1.0, target=False):
+    """loss and the gradient w.r.t. x (and, with target, w.r.t. y as well, from the 4-row coef)."""
+    coef = np.empty((4 if target else 3,) + x.shape, x.dtype)
     loss, total = photometric_forward_into(x, y, mask, alpha, coef)
     grad = np.full_like(x, np.nan)  # every element must be written
-    photometric_backward_into(x, y, mask, alpha, coef, total, scale, grad)
-    return loss, grad
+    grad_y = np.full_like(y, np.nan) if target else None
+    photometric_backward_into(x, y, mask, alpha, coef, total, scale, grad, grad_y)
+    return (loss, grad, grad_y) if target else (loss, grad)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.85, 1.0])
@@ -88,6 +90,10 @@ def test_fast_kernels_equal_the_reference(rng, alpha, with_mask, shape):
     loss, grad = _fast(x, y, mask, alpha, scale=-2.5)
     assert loss == pytest.approx(photometric_forward(x, y, mask, alpha), rel=1e-12, abs=1e-15)
     np.testing.assert_allclose(grad, -2.5 * photometric_backward(x, y, mask, alpha)[0], rtol=1e-9, atol=1e-14)
+    _, grad_both, grad_y = _fast(x, y, mask, alpha, scale=-2.5, target=True)
+    ref_x, ref_y = photometric_backward(x, y, mask, alpha, need_target=True)
+    np.testing.assert_allclose(grad_both, -2.5 * ref_x, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(grad_y, -2.5 * ref_y, rtol=1e-9, atol=1e-14)
 
 
 def test_fast_kernels_float32_at_the_nets_size(rng):
@@ -111,6 +117,18 @@ def test_fast_gradients(rng, alpha):
     _, grad = _fast(x, y, mask, alpha)
     np.testing.assert_allclose(grad, numeric_grad(lambda: photometric_forward_into(x, y, mask, alpha)[0], x),
                                rtol=1e-6, atol=1e-9)
+    _, _, grad_y = _fast(x, y, mask, alpha, target=True)
+    np.testing.assert_allclose(grad_y, numeric_grad(lambda: photometric_forward_into(x, y, mask, alpha)[0], y),
+                               rtol=1e-6, atol=1e-9)
+    assert np.abs(grad_y).max() > 1e-3
+
+
+def test_fast_target_gradient_needs_the_four_row_coefficients(rng):
+    x, y = _pair(rng)
+    coef = np.empty((3,) + x.shape)
+    _, total = photometric_forward_into(x, y, None, 0.85, coef)
+    with pytest.raises(ValueError, match="4-row coef"):
+        photometric_backward_into(x, y, None, 0.85, coef, total, 1.0, np.empty_like(x), np.empty_like(y))
 
 
 def test_fast_kernels_without_valid_pixels(rng):

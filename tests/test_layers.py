@@ -307,7 +307,9 @@ def test_loss_weight_scales_the_bottom_diffs(name, loss_weight, rng):
     net.backward()
     expected = case["backward"](case["bottoms"], {})
     for bottom in case["grads"]:
+        # float32 blobs: the fast kernels keep their SSIM derivatives in float32 and sum terms that cancel, so each
+        # element is compared against the largest's float32 precision (times the cancellation, up to ~100)
         np.testing.assert_allclose(bottom_blob(net, bottom).diff, loss_weight * expected[bottom], rtol=1e-5,
-                                   atol=1e-9)
+                                   atol=2e-5 * loss_weight * np.abs(expected[bottom]).max())
     check_layer(case["bottoms"], case["layer"], tops=case["tops"], loss_weight=loss_weight, check=case["grads"],
                 samples=None)

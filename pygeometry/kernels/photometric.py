@@ -15,8 +15,8 @@ Two implementations of the same function, tested against each other (tests/test_
         recomputed in the backward; both gradients).
     photometric_forward_into / photometric_backward_into: the fast kernels the layer runs (numba, one pass
         per image plane, no image-sized temporaries). The forward keeps three per-pixel SSIM derivatives in a
-        caller-owned array, so the backward only applies the box filter's adjoint to them; gradient w.r.t. the
-        warped image only (the target's goes through the reference).
+        caller-owned array (four when the target's gradient is wanted too), so the backward only applies the box
+        filter's adjoint to them.
 """
 from __future__ import annotations
 
@@ -164,10 +164,12 @@ def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim, emap, ke
     (N * C,) each; allocated by the caller, as any array expression here would be a parallel loop of its own,
     each launch costing more than a small image's work), and when keep, the SSIM
     derivatives coef[0] = dS/dmu_x - 2 mu_x dS/ds_xx - mu_y dS/ds_xy, coef[1] = dS/ds_xx, coef[2] = dS/ds_xy at
-    every pixel (the backward's only need; see ssim_backward), and when keep_map, the unmasked per-pixel,
+    every pixel (the backward's only need; see ssim_backward), with coef[3] = dS/dmu_y - 2 mu_y dS/ds_yy -
+    mu_x dS/ds_xy as well when coef has 4 rows (the target's gradient), and when keep_map, the unmasked per-pixel,
     per-channel error emap[n, c] = (1 - alpha) |x - y| + alpha (1 - SSIM) / 2 (N, C, H, W)."""
     N, C, H, W = x.shape
     with_ssim = alpha > 0
+    keep_target = keep and coef.shape[0] >= 4
     for plane in numba.prange(N * C):
         n, c = plane // C, plane % C
         # Horizontal 3-sums of x, y, x^2, y^2, xy (float64), then vertical sums per pixel.
@@ -222,33 +224,39 @@ def _forward_kernel(x, y, mask, has_mask, alpha, coef, keep, l1, dssim, emap, ke
                         coef[0, n, c, i, j] = dS_dmux - 2.0 * mu_x * dS_dsvar - mu_y * dS_dsxy
                         coef[1, n, c, i, j] = dS_dsvar
                         coef[2, n, c, i, j] = dS_dsxy
+                        if keep_target:
+                            dS_dmuy = (2.0 * mu_x * n2 - S * 2.0 * mu_y * d2) / den
+                            coef[3, n, c, i, j] = dS_dmuy - 2.0 * mu_y * dS_dsvar - mu_x * dS_dsxy
         l1[plane] = e_l1
         dssim[plane] = e_ssim
 
 
 @numba.njit(parallel=True, fastmath=FASTMATH, cache=True)
-def _backward_kernel(x, y, mask, has_mask, alpha, coef, k, grad):
+def _backward_kernel(x, y, mask, has_mask, alpha, coef, k, grad, want_target, grad_target):
     """grad = k * d(sum_p m_p e_p)/dx, e_p as in the module docstring summed over channels (k = top diff /
-    (sum m * C)). The SSIM part applies box3's adjoint (separable: columns, then rows) to the products of
-    dL/dSSIM with coef, as ssim_backward does with full arrays."""
+    (sum m * C)), and when want_target (coef has 4 rows), grad_target = k * d(...)/dy in the same pass. The SSIM
+    part applies box3's adjoint (separable: columns, then rows) to the products of dL/dSSIM with coef, as
+    ssim_backward does with full arrays: dx gathers rows 0, 1, 2 times (1, 2 x, y), dy rows 3, 1, 2 times
+    (1, 2 y, x)."""
     N, C, H, W = x.shape
     k_l1 = k * (1.0 - alpha)
     k_ssim = -0.5 * alpha * k / 9.0  # dL/dSSIM per unit mask, with box3's 1/9
     with_ssim = alpha > 0
+    Q = 4 if want_target else 3
     for plane in numba.prange(N * C):
         n, c = plane // C, plane % C
-        prod = np.empty((3, H, W))
-        vert = np.empty((3, H, W))
+        prod = np.empty((Q, H, W))
+        vert = np.empty((Q, H, W))
         if with_ssim:
             for i in range(H):
                 for j in range(W):
                     g = k_ssim * (np.float64(mask[n, 0, i, j]) if has_mask else 1.0)
-                    for q in range(3):
+                    for q in range(Q):
                         prod[q, i, j] = g * coef[q, n, c, i, j]
             # Adjoint along columns: row i gathers rows i - 1, i, i + 1, plus row 0 again when i == 1 (row 0's
             # window reads row 1 twice) and row H - 1 again when i == H - 2.
             for i in range(H):
-                for q in range(3):
+                for q in range(Q):
                     for j in range(W):
                         v = prod[q, i, j]
                         if i > 0:
@@ -267,9 +275,10 @@ def _backward_kernel(x, y, mask, has_mask, alpha, coef, k, grad):
                 d = a - b
                 m = np.float64(mask[n, 0, i, j]) if has_mask else 1.0
                 g = k_l1 * m * ((d > 0) - (d < 0))
+                g_t = -g
                 if with_ssim:
                     # Adjoint along rows, as along columns above.
-                    for q in range(3):
+                    for q in range(Q):
                         v = vert[q, i, j]
                         if j > 0:
                             v += vert[q, i, j - 1]
@@ -279,8 +288,19 @@ def _backward_kernel(x, y, mask, has_mask, alpha, coef, k, grad):
                             v += vert[q, i, 0]
                         if j == W - 2:
                             v += vert[q, i, W - 1]
-                        g += v * (1.0 if q == 0 else (2.0 * a if q == 1 else b))
+                        if q == 0:
+                            g += v
+                        elif q == 1:
+                            g += 2.0 * a * v
+                            g_t += 2.0 * b * v
+                        elif q == 2:
+                            g += b * v
+                            g_t += a * v
+                        else:
+                            g_t += v
                 grad[n, c, i, j] = g
+                if want_target:
+                    grad_target[n, c, i, j] = g_t
 
 
 def _kernel_mask(mask, warped):
@@ -320,7 +340,7 @@ def weighted_error_backward_into(warped, target, weights, alpha, coef, grad_warp
     C = warped.shape[1]
     coef_arg = coef if alpha > 0 else np.empty((3, 1, 1, 1, 1), warped.dtype)
     _backward_kernel(warped, target, np.ascontiguousarray(weights), True, float(alpha), coef_arg, 1.0 / C,
-                     grad_warped)
+                     grad_warped, False, _NO_MAP.astype(warped.dtype))
 
 
 def photometric_forward_into(warped, target, mask=None, alpha=0.0, coef=None):
@@ -331,7 +351,8 @@ def photometric_forward_into(warped, target, mask=None, alpha=0.0, coef=None):
         mask: optional (N, 1, H, W) non-negative weights.
         alpha: SSIM weight in [0, 1].
         coef: None, or (3, N, C, H, W) of warped's dtype, filled with the SSIM derivatives that
-            :func:`photometric_backward_into` takes (when alpha > 0).
+            :func:`photometric_backward_into` takes (when alpha > 0); (4, N, C, H, W) also keeps the target's,
+            for a backward that differentiates the target too.
 
     Returns:
         (loss, total): the loss (0.0 when the mask is all zero) and the mask's sum (N * H * W without one).
@@ -348,13 +369,21 @@ def photometric_forward_into(warped, target, mask=None, alpha=0.0, coef=None):
     return float(((1 - alpha) * l1.sum() + alpha * dssim.sum()) / (total * C)), total
 
 
-def photometric_backward_into(warped, target, mask, alpha, coef, total, scale, grad_warped):
+def photometric_backward_into(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target=None):
     """grad_warped = scale * dL/dwarped for the loss of the last :func:`photometric_forward_into` on the same
-    arrays (coef and total are what it filled and returned; coef may be None when alpha == 0)."""
+    arrays (coef and total are what it filled and returned; coef may be None when alpha == 0), and with
+    grad_target (N, C, H, W), scale * dL/dtarget into it as well (then coef must have its 4 rows when
+    alpha > 0)."""
     C = warped.shape[1]
+    want_target = grad_target is not None
     if total <= 0:
         grad_warped[...] = 0
+        if want_target:
+            grad_target[...] = 0
         return
+    if want_target and alpha > 0 and coef.shape[0] < 4:
+        raise ValueError("the target's gradient needs the forward's 4-row coef")
     m, has_mask = _kernel_mask(mask, warped)
-    coef_arg = coef if alpha > 0 else np.empty((3, 1, 1, 1, 1), warped.dtype)
-    _backward_kernel(warped, target, m, has_mask, float(alpha), coef_arg, float(scale) / (total * C), grad_warped)
+    coef_arg = coef if alpha > 0 else np.empty((4, 1, 1, 1, 1), warped.dtype)
+    _backward_kernel(warped, target, m, has_mask, float(alpha), coef_arg, float(scale) / (total * C), grad_warped,
+                     want_target, grad_target if want_target else _NO_MAP.astype(warped.dtype))
