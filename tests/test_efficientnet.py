@@ -490,22 +490,31 @@ def test_bench_trunks_prints_a_table():
 
 
 # ------------------------------------------------------------------------ the depth networks' ImageNet variant
-def test_depth_pose_net_imagenet_encoders_start_from_imagenet(tmp_path, converted, params):
-    """pose_encoder "imagenet" (pygeometry.depth_nets): load_imagenet_encoders fills the depth encoder by name and
-    the early-fusion pose encoder (pose_ prefix) with the stem copied to 6 channels and halved; the decoder's skips
-    are the encoder's 1/16, 1/8, 1/4 levels; the forward is finite, depth inside its range, the pose the identity."""
+@pytest.mark.parametrize("pose_encoder", ["imagenet", "separate", "shared"])
+def test_depth_pose_net_imagenet_encoders_start_from_imagenet(tmp_path, converted, params, pose_encoder):
+    """depth_encoder "imagenet" (pygeometry.depth_nets): load_imagenet_encoders fills the depth encoder by name and
+    an "imagenet" pose encoder (pose_ prefix) with the stem copied to 6 channels and halved ("shared": the sources'
+    copy shares the depth encoder's weights; "separate": the AlexNet pose encoder keeps its fillers); the decoder's
+    skips are the encoder's 1/16, 1/8, 1/4 levels; the forward is finite, depth inside its range, the pose the
+    identity."""
     from pygeometry import depth_nets as D
 
-    n = D.depth_pose_net("deploy", batch_size=2, height=64, width=224, pose_encoder="imagenet", min_depth=0.5,
-                         temporal_order=True)
+    n = D.depth_pose_net("deploy", batch_size=2, height=64, width=224, pose_encoder=pose_encoder, min_depth=0.5,
+                         temporal_order=True, depth_encoder="imagenet")
     path = tmp_path / "deploy.prototxt"
     path.write_text(str(n.to_proto()))
     net = caffe.Net(str(path), caffe.TEST)
     filled = D.load_imagenet_encoders(net, converted)
-    assert "conv_stem" in filled and "pose_conv_stem" in filled and "block15_project" in filled
+    assert "conv_stem" in filled and "block15_project" in filled
     assert not any(name.startswith("fc") or "conv_head" in name for name in filled)  # cut before the head
     np.testing.assert_array_equal(net.params["conv_stem"][0].data, params["conv_stem"][0])
-    np.testing.assert_array_equal(net.params["pose_conv_stem"][0].data, E.early_fusion_stem(params["conv_stem"][0]))
+    if pose_encoder == "imagenet":
+        np.testing.assert_array_equal(net.params["pose_conv_stem"][0].data,
+                                      E.early_fusion_stem(params["conv_stem"][0]))
+    elif pose_encoder == "shared":
+        np.testing.assert_array_equal(net.params["srcs_block15_project"][0].data, params["block15_project"][0])
+    else:
+        assert "pose_conv1" in net.params and not any(name.startswith("pose_") for name in filled)
     np.testing.assert_array_equal(net.params["block10_dw_bn"][0].data, params["block10_dw_bn"][0])
     for level, skip, shape in ((4, "block10_add", (2, 112, 4, 14)), (3, "block4_add", (2, 40, 8, 28)),
                                (2, "block2_add", (2, 24, 16, 56))):
@@ -526,4 +535,6 @@ def test_imagenet_encoders_missing_weights_name_the_make_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="make efficientnet"):
         D.load_imagenet_encoders(None, tmp_path)
     with pytest.raises(ValueError, match="norm applies to the AlexNet encoders only"):
-        D.depth_pose_net("deploy", pose_encoder="imagenet", norm="batch")
+        D.depth_pose_net("deploy", pose_encoder="imagenet", depth_encoder="imagenet", norm="batch")
+    with pytest.raises(ValueError, match="depth_encoder must be one of"):
+        D.depth_pose_net("deploy", depth_encoder="vgg")
