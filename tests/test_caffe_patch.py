@@ -1,5 +1,5 @@
 """What the project's patch changes in Caffe (scripts/install/caffe-bookworm.patch) computes what Caffe computed:
-the batched convolution path and the per-image one, the loop-based cross-channel LRN (with the square-root power
+the batched convolution path, the per-image one and the depthwise loops, the loop-based cross-channel LRN (with the square-root power
 for beta 0.75 and powf otherwise), Threshold's backward, and the fused CPU Adam update (L2 decay, iter_size 1)
 next to Caffe's own passes (L1, iter_size 2), each against float64 references and by central differences."""
 import numpy as np
@@ -19,6 +19,12 @@ CONVS = {
     "batched 1x1": ((2, 3, 4, 5), 4, 1, 1, 0, 1),
     "per image (80 output pixels)": ((2, 4, 8, 10), 3, 3, 1, 1, 1),
     "per image (one image)": ((1, 4, 3, 4), 3, 3, 1, 1, 1),
+    # depthwise (group == channels == num_output): the patch's direct loops, whatever the output size
+    "depthwise 3x3 (EfficientNet's stride-1 blocks)": ((3, 6, 7, 9), 6, 3, 1, 1, 6),
+    "depthwise 5x5 stride 2 pad 3 (TF 'SAME' before the crop)": ((2, 4, 8, 11), 4, 5, 2, 3, 4),
+    "depthwise 3x3 stride 2 without padding": ((2, 3, 5, 6), 3, 3, 2, 0, 3),
+    "depthwise, one image, 144 output pixels": ((1, 5, 12, 12), 5, 3, 1, 1, 5),
+    "grouped with 2 outputs per channel (not depthwise)": ((2, 4, 6, 7), 8, 3, 1, 1, 4),
 }
 
 
