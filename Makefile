@@ -5,10 +5,11 @@ PY := .venv/bin/python
 help:
 	@echo "make train   set up (Caffe, .venv), render data/synthetic if absent, train early fusion (8000 it., mirrored and recoloured pairs) on the"
 	@echo "             photometric loss into runs/default/ and compare it with the trivial baselines"
-	@echo "make train-depth  set up, render data/synthetic_depth_stereo if absent (triplets + stereo partner), learn depth"
-	@echo "             from one image and pose from two together (stereo mode: the rig's known baseline gives the"
-	@echo "             scale; a pose warm-up on the next frame first) into runs/depth/, and compare depth and pose"
-	@echo "             with the trivial baselines"
+	@echo "make train-depth  set up, convert the ImageNet EfficientNet-Lite0 if absent, render data/synthetic_depth_stereo"
+	@echo "             if absent (triplets + stereo partner), learn depth from one image (ImageNet-started encoder)"
+	@echo "             and pose from two together (stereo mode: the rig's known baseline gives the scale; a pose"
+	@echo "             warm-up on the next frame first) into runs/depth/, and compare depth and pose with the"
+	@echo "             trivial baselines"
 	@echo "make data-depth  set up and render the triplet datasets (monocular and stereo) into data/"
 	@echo "make pose-fit  fit one pose to one rendered pair with caffe train (the smallest real job)"
 	@echo "make test    set up and run the test suite"
@@ -43,12 +44,14 @@ train: setup
 
 DEPTH_DATA := data/synthetic_depth_stereo
 # Within 20 minutes on 2 cores: one ray per pixel (--supersample 1 instead of 2), a 300-iteration pose warm-up and
-# 2000 iterations (measured: 16 min 14 s end to end on a fresh data folder: render 79 s, warm-up 94 s, training
-# 786 s; 3000 iterations with supersample 2 and no warm-up took 25 minutes).
+# 1800 iterations with the ImageNet depth encoder (TIMING). The AlexNet depth encoder's 2000 iterations took
+# 16 min 14 s (render 79 s, warm-up 94 s, training 786 s).
 DEPTH_RENDER := --triplets --stereo 0.5 --supersample 1
+EFFICIENTNET := models/efficientnet_lite0/efficientnet_lite0.caffemodel
 train-depth: setup
+	@test -f $(EFFICIENTNET) || $(PY) scripts/convert_efficientnet_lite0.py --install-torch
 	$(PY) scripts/make_dataset.py $(DEPTH_RENDER) --out $(DEPTH_DATA)
-	$(PY) scripts/train_depth.py --data $(DEPTH_DATA) --stereo --min-depth 0.5 --pose-order temporal --warmup 300 --basin 4 8 16 --out runs/depth --resume auto --iters 2000
+	$(PY) scripts/train_depth.py --data $(DEPTH_DATA) --stereo --min-depth 0.5 --pose-order temporal --warmup 300 --basin 4 8 16 --pose-encoder separate --depth-encoder imagenet --out runs/depth --resume auto --iters 1800
 
 data-depth: setup
 	$(PY) scripts/make_dataset.py --triplets --out data/synthetic_depth

@@ -74,6 +74,7 @@ def test_the_recipe_is_make_train_depths():
     makefile = (REPO / "Makefile").read_text()
     line = next(x for x in makefile.splitlines() if "scripts/train_depth.py" in x and "runs/depth" in x)
     assert " ".join(depth_report.RECIPE) in line and f"--iters {depth_report.RECIPE_ITERS}" in line
+    assert " ".join(depth_report.VARIANTS["imagenet_depth"][1]) in line  # make train-depth's encoders
     assert f"DEPTH_DATA := data/{depth_report.DATA}" in makefile
 
 
