@@ -119,24 +119,36 @@ def loss_without_ssim(orig):
     return mutant
 
 
-def loss_zero(orig):
-    """The loss gradient is ~1/pixels per element (~0.004 here): a tolerance floored at 1 passed this."""
-    def mutant(warped, target, mask=None, alpha=0.0, need_target=False):
-        g_w, g_t = orig(warped, target, mask, alpha, need_target=need_target)
-        return np.zeros_like(g_w), (None if g_t is None else np.zeros_like(g_t))
-    return mutant
-
-
 def fast_loss_ssim_adjoint_sign(orig):
     """The fast backward with the SSIM term's sign flipped (its coefficients negated)."""
-    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped):
-        return orig(warped, target, mask, alpha, None if coef is None else -coef, total, scale, grad_warped)
+    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target=None):
+        return orig(warped, target, mask, alpha, None if coef is None else -coef, total, scale, grad_warped,
+                    grad_target)
     return mutant
 
 
 def fast_loss_halved(orig):
-    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped):
-        return orig(warped, target, mask, alpha, coef, total, 0.5 * scale, grad_warped)
+    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target=None):
+        return orig(warped, target, mask, alpha, coef, total, 0.5 * scale, grad_warped, grad_target)
+    return mutant
+
+
+def fast_loss_zero(orig):
+    """The loss gradient is ~1/pixels per element (~0.004 here): a tolerance floored at 1 passed this."""
+    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target=None):
+        orig(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target)
+        grad_warped[...] = 0
+        if grad_target is not None:
+            grad_target[...] = 0
+    return mutant
+
+
+def fast_loss_target_sign(orig):
+    """The target's gradient (the 4th SSIM derivative and the L1 part) with its sign flipped."""
+    def mutant(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target=None):
+        orig(warped, target, mask, alpha, coef, total, scale, grad_warped, grad_target)
+        if grad_target is not None:
+            grad_target *= -1
     return mutant
 
 
@@ -166,10 +178,10 @@ def min_reprojection_ssim_weights_dropped(orig):
 def smoothness_halved(orig):
     """The fast kernel's gradient (which the layer keeps from its forward) halved."""
     def mutant(disp, image, grad=None):
-        loss = orig(disp, image, grad)
+        result = orig(disp, image, grad)
         if grad is not None:
             grad *= 0.5
-        return loss
+        return result
     return mutant
 
 
@@ -210,21 +222,25 @@ MUTATIONS = {
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="warp-border-flow"))]),
     "warp Jacobian dL/dx sign": (bilinear, "warp_backward_coords_from_jacobian", warp_jacobian_x_sign, [
         (test_layers.test_warp_training_path_finite_differences, {})]),
+    # the reference backward (numpy): its own gradient checks; the layer runs the fast kernels below
     "loss factor": (photometric, "photometric_backward", loss_halved, [
-        (test_kernel_photometric.test_gradients, dict(alpha=0.0, with_mask=True)),
-        (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-l1"))]),
+        (test_kernel_photometric.test_gradients, dict(alpha=0.0, with_mask=True))]),
     "loss SSIM term dropped": (photometric, "photometric_backward", loss_without_ssim, [
-        (test_kernel_photometric.test_gradients, dict(alpha=0.85, with_mask=False)),
-        (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-ssim-mask"))]),
-    "loss gradient zero": (photometric, "photometric_backward", loss_zero, [
+        (test_kernel_photometric.test_gradients, dict(alpha=0.85, with_mask=False))]),
+    "fast loss gradient zero": (photometric, "photometric_backward_into", fast_loss_zero, [
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-l1")),
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-ssim-mask"))]),
     "fast loss SSIM sign": (photometric, "photometric_backward_into", fast_loss_ssim_adjoint_sign, [
         (test_kernel_photometric.test_fast_gradients, dict(alpha=0.85)),
-        (test_layers.test_loss_training_path, dict(name="loss-ssim-mask"))]),
+        (test_layers.test_loss_training_path, dict(name="loss-ssim-mask")),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-ssim-mask"))]),
     "fast loss factor": (photometric, "photometric_backward_into", fast_loss_halved, [
         (test_kernel_photometric.test_fast_gradients, dict(alpha=0.0)),
-        (test_layers.test_loss_training_path, dict(name="loss-l1"))]),
+        (test_layers.test_loss_training_path, dict(name="loss-l1")),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-l1"))]),
+    "fast loss target sign": (photometric, "photometric_backward_into", fast_loss_target_sign, [
+        (test_kernel_photometric.test_fast_gradients, dict(alpha=0.85)),
+        (test_layers.test_float32_finite_differences_through_the_net, dict(name="loss-ssim-mask"))]),
     "min-reprojection factor": (min_reprojection, "min_reprojection_backward", min_reprojection_halved, [
         (test_kernel_depth_losses.test_min_reprojection_gradient, dict(alpha=0.85, automask=True)),
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="minrepro-automask"))]),
@@ -232,7 +248,7 @@ MUTATIONS = {
                                            min_reprojection_ssim_weights_dropped, [
         (test_kernel_depth_losses.test_min_reprojection_gradient, dict(alpha=0.85, automask=False)),
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="minrepro-plain-map"))]),
-    "smoothness factor": (smoothness, "smoothness_forward_into", smoothness_halved, [
+    "smoothness factor": (smoothness, "smoothness_forward_checked", smoothness_halved, [
         (test_kernel_depth_losses.test_smoothness_fast_gradient, {}),
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="smoothness"))]),
     "smoothness sign": (smoothness, "smoothness_backward", smoothness_sign, [
