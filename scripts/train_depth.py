@@ -27,9 +27,14 @@ Ctrl-C or SIGTERM stops cleanly after the current iteration with a snapshot; `--
 solver runs from the command line: .venv/bin/caffe train -solver <out>/solver.prototxt -weights
 <out>/warmup.caffemodel (after the warm-up: .venv/bin/caffe train -solver <out>/warmup_solver.prototxt).
 
+Encoders: --depth-encoder alexnet (the default; BVLC AlexNet from random weights) or imagenet (EfficientNet-Lite0
+from make efficientnet's ImageNet weights: depth learns several times faster, see scripts/depth_report.py);
+--pose-encoder separate, shared or imagenet (pygeometry/depth_nets.py).
+
 Example (what `make train-depth` runs):
     scripts/train_depth.py --data data/synthetic_depth_stereo --stereo --min-depth 0.5 --pose-order temporal \
-        --warmup 300 --basin 4 8 16 --out runs/depth --resume auto --iters 2000
+        --warmup 300 --basin 4 8 16 --pose-encoder separate --depth-encoder imagenet --out runs/depth \
+        --resume auto --iters 1800
 """
 from __future__ import annotations
 
