@@ -44,3 +44,15 @@ def tiny_split(tmp_path_factory):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
+
+
+def assert_readme_block_is(begin: str, end: str, results_md: str, title: str, made_by: str):
+    """README.md's generated block between `begin` and `end` is results/<results_md> without its title line (both
+    written by the same --readme run of a report script, never typed by hand)."""
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    block = readme.split(begin, 1)[1].split(end, 1)[0].strip()
+    committed = (repo / "results" / results_md).read_text()
+    assert committed.startswith(f"# {title}\n\n")
+    assert block and block == committed.split("\n\n", 1)[1].strip()
+    assert block.startswith(f"Made by `{made_by}")

@@ -11,6 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import depth_report  # noqa: E402
+from conftest import assert_readme_block_is  # noqa: E402
 
 DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 POSE_KEYS = ("translation_m", "translation_pct", "translation_dir_deg", "translation_scaled_m", "rotation_deg")
@@ -81,9 +82,6 @@ def test_the_recipe_is_make_train_depths():
 def test_the_readme_block_is_the_committed_depth_report():
     """README's shared-vs-separate figures are results/DEPTH.md's, written by the same run of
     scripts/depth_report.py --readme (never typed by hand)."""
-    readme = (REPO / "README.md").read_text()
-    block = readme.split(depth_report.BEGIN, 1)[1].split(depth_report.END, 1)[0].strip()
-    committed = (REPO / "results" / "DEPTH.md").read_text()
-    assert committed.startswith("# Depth features for pose: shared vs separate vs ImageNet-initialised encoders\n\n")
-    assert block and block == committed.split("\n\n", 1)[1].strip()
-    assert block.startswith("Made by `scripts/depth_report.py --seeds")
+    assert_readme_block_is(depth_report.BEGIN, depth_report.END, "DEPTH.md",
+                           "Depth features for pose: shared vs separate vs ImageNet-initialised encoders",
+                           "scripts/depth_report.py --seeds")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_readme_block_is
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import diagnose  # noqa: E402
@@ -70,9 +72,5 @@ def test_a_folder_with_other_settings_is_refused(tmp_path):
 def test_the_readme_block_is_the_committed_diagnosis():
     """README's diagnosis figures are results/DIAGNOSIS.md's, written by the same run of scripts/diagnose.py
     --readme (never typed by hand)."""
-    readme = (REPO / "README.md").read_text()
-    block = readme.split(diagnose.BEGIN, 1)[1].split(diagnose.END, 1)[0].strip()
-    committed = (REPO / "results" / "DIAGNOSIS.md").read_text()
-    assert committed.startswith("# What limits the pose networks\n\n")
-    assert block and block == committed.split("\n\n", 1)[1].strip()
-    assert block.startswith("Made by `scripts/diagnose.py --seeds")
+    assert_readme_block_is(diagnose.BEGIN, diagnose.END, "DIAGNOSIS.md", "What limits the pose networks",
+                           "scripts/diagnose.py --seeds")
