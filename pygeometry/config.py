@@ -60,6 +60,13 @@ class RandomMirrorConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RandomReverseConfig:
+    probability: float = 0.5
+    seed: int = 0
+    CHECKS = {"probability": (lambda v: 0 <= v <= 1, "a number in [0, 1]"), "seed": (lambda v: v >= 0, "an integer >= 0")}
+
+
+@dataclasses.dataclass(frozen=True)
 class RandomColourConfig:
     gain: float = 0.2
     seed: int = 0

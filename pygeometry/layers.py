@@ -31,7 +31,7 @@ import numpy as np
 
 from . import config as cfg
 from .config import ParamError
-from .kernels import (bilinear, color, min_reprojection, mirror, photometric, projection, se3, smoothness,
+from .kernels import (bilinear, color, min_reprojection, mirror, photometric, projection, reverse, se3, smoothness,
                       transform_grid)
 from .kernels.finite import count_nonfinite
 
@@ -508,6 +508,48 @@ class RandomMirror(_Augmentation):
             else np.zeros(n, bool)
         mirror.mirror_pairs([b.data for b in blobs[:-2]], blobs[-2].data, blobs[-1].data, flip,
                             out=[top[i].data for i in range(len(blobs))])
+
+
+class RandomReverse(_Augmentation):
+    """Training augmentation: each pair read backwards with probability p (pygeometry.kernels.reverse: source and
+    target swap, and so do their depths when given, and xi -> the pose vector of inv(src_T_tgt)); an exact copy in
+    the TEST phase.
+
+    Bottoms: source, target (N, C, H, W), optionally source depth and target depth (N, 1, H, W), then xi (N, 6);
+    tops: the same blobs, in the same order. No gradient (it sits on a data layer). K needs no change (one camera).
+    param_str: {"probability": p in [0, 1] (default 0.5), "seed": integer >= 0 (default 0)}.
+    """
+
+    CONFIG = cfg.RandomReverseConfig
+    BOTTOMS = (3, 5)
+    TOPS = (3, 5)
+
+    def check_setup(self, bottom, top):
+        super().check_setup(bottom, top)
+        if len(bottom) not in (3, 5):
+            self.fail(f"needs 3 bottoms (source, target, xi) or 5 (source, target, source depth, target depth, xi), "
+                      f"got {len(bottom)}")
+
+    def reshape(self, bottom, top):
+        blobs = [bottom[i] for i in range(len(bottom))]
+        if blobs[0].data.ndim != 4:
+            self.fail(f"bottom 'source' must be an image (N, C, H, W), got {tuple(blobs[0].data.shape)}")
+        n, c, height, width = blobs[0].data.shape
+        self.expect_shape("target", blobs[1].data.shape, (n, c, height, width))
+        if len(blobs) == 5:
+            self.expect_shape("source depth", blobs[2].data.shape, (n, 1, height, width))
+            self.expect_shape("target depth", blobs[3].data.shape, (n, 1, height, width))
+        self.expect_shape("xi", blobs[-1].data.shape, (n, 6))
+        for i, b in enumerate(blobs):
+            top[i].reshape(*b.data.shape)
+
+    def forward(self, bottom, top):
+        blobs = [bottom[i].data for i in range(len(bottom))]
+        n = blobs[0].shape[0]
+        flip = (self.rng.uniform(size=n) < self.config.probability) if self.phase == caffe.TRAIN \
+            else np.zeros(n, bool)
+        depths = dict(src_depth=blobs[2], tgt_depth=blobs[3]) if len(blobs) == 5 else {}
+        reverse.reverse_pairs(blobs[0], blobs[1], blobs[-1], flip, **depths, out=[top[i].data for i in range(len(blobs))])
 
 
 class RandomColour(_Augmentation):

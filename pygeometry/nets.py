@@ -200,7 +200,7 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
 def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=False, alpha=0.85,
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
              scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
-             mirror=0.0, mirror_seed=0, colour=0.0):
+             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0):
     """NetSpec of a pose network.
 
     Args:
@@ -233,6 +233,10 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             augmentation: the images, the depth, cx and the pose all mirror); 0: none. mirror_seed seeds it.
         colour: in the train phase, recolour every pair (RandomColour: a random channel permutation and a gain in
             [1 - colour, 1 + colour], the same for both images); 0: none. Seeded by mirror_seed + 1.
+        reverse: in the train phase, the probability that a pair is read backwards (RandomReverse: source and
+            target swap, the pose is inverted; an exact augmentation that makes driving forward and backward equally
+            likely, so the mean pose no longer gives the direction of travel). Supervised nets only: a photometric
+            net would need the source's depth, which the pair format does not carry. Seeded by mirror_seed + 2.
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -259,8 +263,16 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     data = dict(src=n.src, tgt=n.tgt)
     if phase != "deploy":
         data.update(tgt_depth=n.tgt_depth, K=n.K, xi_gt=n.xi_gt)
+    if phase == "train" and reverse > 0:
+        if name not in SUPERVISED:
+            raise ValueError(f"reverse applies to the supervised nets {SUPERVISED} (a reversed pair needs the source's "
+                             f"depth for the photometric loss), not to {name!r}")
+        n.src_reversed, n.tgt_reversed, n.xi_gt_reversed = G.random_reverse(
+            data["src"], data["tgt"], data["xi_gt"], probability=reverse, seed=mirror_seed + 2)
+        data.update(src=n.src_reversed, tgt=n.tgt_reversed, xi_gt=n.xi_gt_reversed)
     if phase == "train" and mirror > 0:
-        tops = G.random_mirror([n.src, n.tgt, n.tgt_depth], n.K, n.xi_gt, probability=mirror, seed=mirror_seed)
+        tops = G.random_mirror([data["src"], data["tgt"], data["tgt_depth"]], data["K"], data["xi_gt"],
+                               probability=mirror, seed=mirror_seed)
         for key, top in zip(("src", "tgt", "tgt_depth", "K", "xi_gt"), tops):
             setattr(n, f"{key}_mirrored", top)
             data[key] = top

@@ -72,6 +72,15 @@ def random_mirror(images, K, xi, probability=None, seed=None, **kwargs):
                          ntop=len(bottoms), **kwargs)
 
 
+def random_reverse(src, tgt, xi, depths=None, probability=None, seed=None, **kwargs):
+    """src, tgt (N, C, H, W) [, depths = (src_depth, tgt_depth)], xi (N, 6) -> the same blobs, each pair read
+    backwards (source and target swapped, the pose inverted) with the given probability in the training phase
+    (RandomReverse)."""
+    bottoms = [src, tgt] + list(depths or []) + [xi]
+    return _python_layer("RandomReverse", cfg.RandomReverseConfig, bottoms, {"probability": probability, "seed": seed},
+                         ntop=len(bottoms), **kwargs)
+
+
 def random_colour(images, gain=None, seed=None, **kwargs):
     """images (N, 3, H, W)... of the same pairs -> the same, each pair recoloured (one channel permutation and gain
     for all its images) in the training phase (RandomColour)."""

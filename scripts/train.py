@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--dropout", type=float, default=None, help="dropout ratio in the pose head (default 0: none)")
     p.add_argument("--mirror", type=float, default=None,
                    help="probability that a training pair is mirrored left-right (exact augmentation; default 0)")
+    p.add_argument("--reverse", type=float, default=None,
+                   help="probability that a training pair is read backwards (source and target swapped, pose inverted;"
+                        " supervised nets only; default 0)")
     p.add_argument("--colour", type=float, default=None,
                    help="recolour every training pair: random channel order and a gain in [1 - C, 1 + C] (default 0)")
     p.add_argument("--blur", type=int, nargs="*", default=None, help="box-blur sizes of the extra photometric losses")
@@ -105,7 +108,7 @@ def write_nets(args, out: Path, height: int, width: int):
     for key, value in (("scale_t", args.scale_t), ("scale_w", args.scale_w), ("blur_sizes", args.blur), ("scales", args.scales),
                        ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone),
                        ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror),
-                       ("colour", args.colour)):
+                       ("colour", args.colour), ("reverse", args.reverse)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}
@@ -130,7 +133,8 @@ def batch_pose_errors(net):
         return None
     from pygeometry.kernels.se3 import se3_forward
 
-    key = "xi_gt_mirrored" if "xi_gt_mirrored" in net.blobs else "xi_gt"  # the pose of the pairs the net saw
+    # the pose of the pairs the net saw: the last augmentation's
+    key = next(k for k in ("xi_gt_mirrored", "xi_gt_reversed", "xi_gt") if k in net.blobs)
     gt = se3_forward(net.blobs[key].data.astype(np.float64))
     return summarize(pose_errors(net.blobs["xi"].data, gt))
 
