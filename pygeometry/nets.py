@@ -235,8 +235,9 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             [1 - colour, 1 + colour], the same for both images); 0: none. Seeded by mirror_seed + 1.
         reverse: in the train phase, the probability that a pair is read backwards (RandomReverse: source and
             target swap, the pose is inverted; an exact augmentation that makes driving forward and backward equally
-            likely, so the mean pose no longer gives the direction of travel). Supervised nets only: a photometric
-            net would need the source's depth, which the pair format does not carry. Seeded by mirror_seed + 2.
+            likely, so the mean pose no longer gives the direction of travel). Seeded by mirror_seed + 2. The
+            photometric nets then warp the target into the source with the source's depth: their training split
+            must carry src_depth (make_dataset.py --src-depth).
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -258,17 +259,24 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         n.src = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
         n.tgt = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
     else:  # train, val (HDF5Data reads the datasets named like its tops)
-        n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = L.HDF5Data(source=source, batch_size=batch_size,
-                                                             shuffle=phase == "train", ntop=5)
+        reverse_depth = phase == "train" and reverse > 0 and has_photometric_loss
+        tops = L.HDF5Data(source=source, batch_size=batch_size, shuffle=phase == "train", ntop=6 if reverse_depth else 5)
+        n.src, n.tgt, n.tgt_depth, n.K, n.xi_gt = tops[:5]
+        if reverse_depth:
+            n.src_depth = tops[5]
     data = dict(src=n.src, tgt=n.tgt)
     if phase != "deploy":
         data.update(tgt_depth=n.tgt_depth, K=n.K, xi_gt=n.xi_gt)
     if phase == "train" and reverse > 0:
-        if name not in SUPERVISED:
-            raise ValueError(f"reverse applies to the supervised nets {SUPERVISED} (a reversed pair needs the source's "
-                             f"depth for the photometric loss), not to {name!r}")
-        n.src_reversed, n.tgt_reversed, n.xi_gt_reversed = G.random_reverse(
-            data["src"], data["tgt"], data["xi_gt"], probability=reverse, seed=mirror_seed + 2)
+        if has_photometric_loss:
+            (n.src_reversed, n.tgt_reversed, n.src_depth_reversed, n.tgt_depth_reversed,
+             n.xi_gt_reversed) = G.random_reverse(data["src"], data["tgt"], data["xi_gt"],
+                                                  depths=(n.src_depth, data["tgt_depth"]), probability=reverse,
+                                                  seed=mirror_seed + 2)
+            data.update(tgt_depth=n.tgt_depth_reversed)
+        else:
+            n.src_reversed, n.tgt_reversed, n.xi_gt_reversed = G.random_reverse(
+                data["src"], data["tgt"], data["xi_gt"], probability=reverse, seed=mirror_seed + 2)
         data.update(src=n.src_reversed, tgt=n.tgt_reversed, xi_gt=n.xi_gt_reversed)
     if phase == "train" and mirror > 0:
         tops = G.random_mirror([data["src"], data["tgt"], data["tgt_depth"]], data["K"], data["xi_gt"],
@@ -317,7 +325,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     n.warped, n.warp_valid = G.bilinear_warp(data["src"], n.coords_src, padding="border", with_valid=True)
     n.depth_valid = L.Threshold(data["tgt_depth"], threshold=0.0)
     n.loss = G.photometric_loss(n.warped, data["tgt"], n.depth_valid, alpha=alpha)
-    silenced = [n.proj_valid, n.warp_valid, data["xi_gt"]]
+    silenced = [n.proj_valid, n.warp_valid, data["xi_gt"]] + \
+        ([n.src_depth_reversed] if "src_depth_reversed" in n.tops else [])
     # Coarse copies of the same comparison widen the basin of the loss (coarse to fine in one loss), as the
     # multi-scale losses of SfMLearner/Monodepth do. At scale s the source and target are s x s block averages
     # and the full-resolution coordinates are block-averaged too and mapped to the coarse pixel grid

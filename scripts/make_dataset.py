@@ -46,7 +46,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import (KEYS, SNIPPET_KEYS, STEREO_KEYS, TRIPLET_KEYS, DatasetWriter,  # noqa: E402
+from pygeometry.data.hdf5 import (KEYS, SNIPPET_KEYS, SRC_DEPTH_KEYS, STEREO_KEYS, TRIPLET_KEYS, DatasetWriter,  # noqa: E402
                                   remove_stale_partials, write_list_file)
 from pygeometry.files import write_atomic  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
@@ -87,11 +87,16 @@ def parse_args(argv=None):
     p.add_argument("--snippets", type=int, default=50, metavar="S",
                    help=f"with --triplets: test-only {SNIPPET_FRAMES}-frame snippets for the snippet ATE, written as "
                         "their consecutive triplets to snippets.txt (default 50; 0: none)")
+    p.add_argument("--src-depth", action="store_true",
+                   help="pairs also carry the source's depth (src_depth), so that a photometric net can read them "
+                        "backwards (train.py --reverse)")
     p.add_argument("--static", type=float, default=0.05,
                    help="with --triplets: fraction of triplets with a still camera (default 0.05)")
     args = p.parse_args(argv)
     if args.width is None:
         args.width = 224 if args.triplets else 208
+    if args.src_depth and (args.triplets or args.sequence):
+        p.error("--src-depth is for pair datasets (not --triplets or --sequence)")
     if not 0 <= args.static <= 1:
         p.error(f"--static must be in [0, 1], got {args.static}")
     return args
@@ -113,7 +118,11 @@ def _render(job):
     pair = render_pair(seed, height=cfg["height"], width=cfg["width"], motion=cfg["motion"],
                        supersample=cfg["supersample"], motion_scale=cfg["motion_scale"],
                        photometric_jitter=cfg["jitter"])
-    return {k: pair[k] for k in KEYS}
+    return {k: pair[k] for k in _pair_keys(cfg)}
+
+
+def _pair_keys(cfg) -> tuple:
+    return KEYS + (SRC_DEPTH_KEYS if cfg.get("src_depth") else ())
 
 
 def _render_snippet(job):
@@ -151,7 +160,8 @@ def _complete(path: Path, count: int, cfg) -> bool:
     older version counts as incomplete and is rendered again (the same pairs: every scene comes from its seed),
     because Caffe's HDF5Data reads it 7x slower in the training loop (pygeometry.data.hdf5.DatasetWriter)."""
     try:
-        keys = (TRIPLET_KEYS + (STEREO_KEYS if cfg.get("stereo", 0.0) > 0 else ())) if cfg.get("triplets") else KEYS
+        keys = (TRIPLET_KEYS + (STEREO_KEYS if cfg.get("stereo", 0.0) > 0 else ())) if cfg.get("triplets") \
+            else _pair_keys(cfg)
         with h5py.File(path, "r") as f:
             return (all(f[k].shape[0] == count for k in keys) and f["tgt"].shape[2:] == (cfg["height"], cfg["width"])
                     and f["tgt"].compression is None)
@@ -192,6 +202,8 @@ def main(argv=None):
         return write_sequence(args, out)
     cfg = {k: getattr(args, k) for k in ("height", "width", "motion", "motion_scale", "jitter", "supersample",
                                           "pairs_per_file", "seed")}
+    if args.src_depth and not args.triplets:  # (recorded only when asked: older pair datasets keep their settings)
+        cfg.update(src_depth=True)
     if args.triplets:  # (pair datasets keep their recorded settings unchanged)
         cfg.update(triplets=True, static=args.static, **({"stereo": args.stereo} if args.stereo > 0 else {}),
                    **({"snippets": args.snippets} if args.snippets > 0 else {}))
@@ -216,7 +228,8 @@ def main(argv=None):
                     continue
                 seeds = [args.seed + split_index * 10_000_000 + i for i in range(start, start + count)]
                 with DatasetWriter(path, args.height, args.width, triplet=args.triplets,
-                                   stereo=args.triplets and args.stereo > 0) as writer:
+                                   stereo=args.triplets and args.stereo > 0,
+                                   src_depth=bool(cfg.get("src_depth"))) as writer:
                     for pair in pool.imap(_render, [(s, cfg) for s in seeds], chunksize=4):
                         writer.append(**pair)
                         bar.update(1)

@@ -34,11 +34,11 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pygeometry.data.hdf5 import SplitError, validate_split  # noqa: E402
+from pygeometry.data.hdf5 import KEYS, SRC_DEPTH_KEYS, SplitError, validate_split  # noqa: E402
 from pygeometry.evaluation import (METRICS, baseline_predictions, load_split, pose_errors,  # noqa: E402
                                    pose_metrics, summarize)
 from pygeometry.data.hdf5 import split_files  # noqa: E402
-from pygeometry.nets import EARLY_FUSION, NETWORKS, annotate_prototxt, pose_net, solver_text  # noqa: E402
+from pygeometry.nets import EARLY_FUSION, NETWORKS, SUPERVISED, annotate_prototxt, pose_net, solver_text  # noqa: E402
 from pygeometry.files import atomic_output, write_atomic  # noqa: E402
 from pygeometry.inference import load_net, predict  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
@@ -74,8 +74,9 @@ def parse_args(argv=None):
     p.add_argument("--mirror", type=float, default=None,
                    help="probability that a training pair is mirrored left-right (exact augmentation; default 0)")
     p.add_argument("--reverse", type=float, default=None,
-                   help="probability that a training pair is read backwards (source and target swapped, pose inverted;"
-                        " supervised nets only; default 0)")
+                   help="probability that a training pair is read backwards (source and target swapped, pose inverted; "
+                        "the photometric nets need pairs with the source's depth, make_dataset.py --src-depth; "
+                        "default 0)")
     p.add_argument("--colour", type=float, default=None,
                    help="recolour every training pair: random channel order and a gain in [1 - C, 1 + C] (default 0)")
     p.add_argument("--blur", type=int, nargs="*", default=None, help="box-blur sizes of the extra photometric losses")
@@ -243,13 +244,17 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     # A bad dataset (missing, truncated or corrupt file, NaN/inf, another image size) stops here with one message
     # naming the file and the pair, not in Caffe's HDF5Data (an abort with a C++ stack trace) or as a NaN loss.
+    # pairs read backwards by a photometric net are warped with the source's depth
+    reverse_keys = SRC_DEPTH_KEYS if args.reverse and args.network not in SUPERVISED else ()
     try:
-        train_split = validate_split(args.data / "train.txt")
+        train_split = validate_split(args.data / "train.txt", keys=KEYS + reverse_keys)
         height, width = train_split.height, train_split.width  # the nets are generated for this size
         val_split = validate_split(args.data / "val.txt", expected_hw=(height, width))
         validate_split(args.data / "test.txt", expected_hw=(height, width))
     except SplitError as exc:
-        sys.exit(f"train.py: error: {exc}")
+        hint = (" (--reverse needs the source's depth: render the pairs with make_dataset.py --src-depth)"
+                if reverse_keys and "src_depth" in str(exc) else "")
+        sys.exit(f"train.py: error: {exc}{hint}")
     problem = check_resume(out, run_settings(args), args.resume)
     if problem:
         sys.exit(f"train.py: error: {problem}")

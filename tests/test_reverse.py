@@ -140,8 +140,16 @@ def test_bad_input_is_named(tmp_path):
         caffe.Net(str(path), caffe.TRAIN)
 
 
-def test_pose_net_reverses_only_supervised_nets():
-    net = str(pose_net("supervised_early_fusion", "train", source="x.txt", reverse=0.5).to_proto())
-    assert "RandomReverse" in net
-    with pytest.raises(ValueError, match="reverse applies to the supervised nets"):
-        pose_net("early_fusion_photometric", "train", source="x.txt", reverse=0.5)
+def test_pose_nets_read_pairs_backwards():
+    """The supervised nets reverse images and pose; the photometric ones also read and swap the depths."""
+    supervised = str(pose_net("supervised_early_fusion", "train", source="x.txt", reverse=0.5).to_proto())
+    assert "RandomReverse" in supervised and 'top: "src_depth"' not in supervised
+    photometric = pose_net("early_fusion_photometric", "train", source="x.txt", reverse=0.5, mirror=0.5)
+    text = str(photometric.to_proto())
+    assert 'top: "src_depth"' in text and "RandomReverse" in text
+    assert text.index("RandomReverse") < text.index("RandomMirror")
+    # the loss warps with the reversed pair's target depth, which the mirror then flips
+    assert 'bottom: "tgt_depth_reversed"' in text
+    for phase in ("val", "deploy"):
+        assert "RandomReverse" not in str(pose_net("early_fusion_photometric", phase, source="x.txt", reverse=0.5)
+                                          .to_proto())

@@ -99,3 +99,30 @@ def test_an_image_size_the_loss_scales_do_not_divide_is_a_clear_error(tmp_path, 
     assert proc.returncode != 0, proc.stdout[-500:]
     assert "train.py: error: image size 48 x 80" in proc.stderr and "loss scale 32" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_reverse_without_source_depth_is_a_clear_error(tmp_path, tiny_split):
+    """A photometric net reading pairs backwards needs src_depth: the error names the file and the remedy."""
+    proc = subprocess.run(TRAIN + ["--data", str(tiny_split), "--out", str(tmp_path / "r"), "--iters", "1",
+                                   "--reverse", "0.5"], capture_output=True, text=True)
+    assert proc.returncode != 0, proc.stdout[-500:]
+    assert "missing dataset(s) ['src_depth']" in proc.stderr and "make_dataset.py --src-depth" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_photometric_training_on_reversed_pairs(tmp_path):
+    """make_dataset.py --src-depth writes the source's depth; a photometric net trains on pairs read backwards."""
+    data = tmp_path / "data"
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--out", str(data), "--train",
+                           "4", "--val", "2", "--test", "2", "--height", "48", "--width", "80", "--workers", "1",
+                           "--src-depth", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import h5py
+
+    with h5py.File(data / "train_000.h5") as f:
+        assert f["src_depth"].shape == (4, 1, 48, 80) and float(np.min(f["src_depth"])) > 0
+    proc = subprocess.run(TRAIN + ["--data", str(data), "--out", str(tmp_path / "r"), "--iters", "2", "--reverse", "1",
+                                   "--eval-train", "0"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "RandomReverse" in (tmp_path / "r" / "train.prototxt").read_text()
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["iters"] == 2

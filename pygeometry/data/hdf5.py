@@ -7,6 +7,8 @@ Format (one HDF5 file holds a whole number of pairs; the training keys are float
     K          (N, 4)        [fx, fy, cx, cy] of both cameras at this resolution, pixels
     src_T_tgt  (N, 4, 4)     ground-truth transform from the target camera frame to the source camera frame
     xi_gt      (N, 6)        the same pose as [tx, ty, tz, wx, wy, wz] (translation, axis-angle rotation)
+Optional source depth (make_dataset.py --src-depth; what a pair read backwards needs, RandomReverse):
+    src_depth  (N, 1, H, W)  source depth (z, metres); 0 where unknown
 Optional sequence information (all five or none in a file; one value per pair; Caffe's HDF5Data ignores them):
     sequence   (N,) int64    sequence id (pairs of different ids never chain)
     tgt_frame, src_frame  (N,) int64    frame numbers of the target and source image in their sequence
@@ -49,6 +51,7 @@ from ..files import partial_path, write_atomic
 KEYS = ("src", "tgt", "tgt_depth", "K", "src_T_tgt", "xi_gt")
 TRIPLET_KEYS = ("src_prev", "tgt", "src_next", "tgt_depth", "K", "prev_T_tgt", "next_T_tgt", "xi_prev", "xi_next")
 STEREO_KEYS = ("src_stereo", "stereo_T_tgt")
+SRC_DEPTH_KEYS = ("src_depth",)  # optional in pair files: the source's depth, for pairs read backwards (RandomReverse)
 SEQUENCE_KEYS = ("sequence", "tgt_frame", "src_frame", "tgt_time", "src_time")
 SNIPPET_KEYS = ("snippet", "tgt_frame")
 SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_time": "f8", "src_time": "f8",
@@ -57,7 +60,7 @@ SEQUENCE_DTYPES = {"sequence": "i8", "tgt_frame": "i8", "src_frame": "i8", "tgt_
 
 def _shapes(height, width):
     image = (3, height, width)
-    return {"src": image, "tgt": image, "tgt_depth": (1, height, width), "K": (4,), "src_T_tgt": (4, 4), "xi_gt": (6,),
+    return {"src": image, "tgt": image, "tgt_depth": (1, height, width), "src_depth": (1, height, width), "K": (4,), "src_T_tgt": (4, 4), "xi_gt": (6,),
             "src_prev": image, "src_next": image, "prev_T_tgt": (4, 4), "next_T_tgt": (4, 4), "xi_prev": (6,),
             "xi_next": (6,), "src_stereo": image, "stereo_T_tgt": (4, 4)}
 
@@ -71,8 +74,9 @@ class DatasetWriter:
     """
 
     def __init__(self, path, height, width, compression=None, sequence=False, triplet=False, stereo=False,
-                 snippet=False):
+                 snippet=False, src_depth=False):
         """sequence=True: every pair also carries SEQUENCE_KEYS (sequence id, frame numbers, timestamps).
+        src_depth=True: every pair also carries SRC_DEPTH_KEYS (the source's depth, (1, H, W)).
         triplet=True: samples are triplets (TRIPLET_KEYS) instead of pairs (KEYS); stereo=True adds STEREO_KEYS;
         snippet=True adds SNIPPET_KEYS (the snippet's number and the target's frame in it).
 
@@ -84,7 +88,8 @@ class DatasetWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = partial_path(self.path)
-        main = (TRIPLET_KEYS + (STEREO_KEYS if stereo else ())) if triplet else KEYS
+        main = (TRIPLET_KEYS + (STEREO_KEYS if stereo else ())) if triplet else \
+            KEYS + (SRC_DEPTH_KEYS if src_depth else ())
         self.shapes = {k: v for k, v in _shapes(height, width).items() if k in main}
         self.file = h5py.File(self.tmp, "w")
         self.count = 0
@@ -237,7 +242,7 @@ def validate_split(split, expected_hw=None, keys=KEYS) -> SplitInfo:
     Args:
         split: a list file (train.txt, ...) or one .h5 file (see split_files).
         expected_hw: (H, W) the images must have, or None (any single size).
-        keys: the datasets to check, a subset of KEYS or of TRIPLET_KEYS (default: all of KEYS).
+        keys: the datasets to check, a subset of KEYS (+ SRC_DEPTH_KEYS) or of TRIPLET_KEYS (default: all of KEYS).
 
     Returns:
         SplitInfo(files, pairs, height, width).
