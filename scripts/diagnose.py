@@ -40,7 +40,9 @@ METRICS = (("translation_m", "translation", "m"), ("rotation_deg", "rotation", "
            ("translation_dir_deg", "direction", "deg"), ("translation_scaled_m", "scale-aligned translation", "m"))
 # datasets: folder name under --data-root -> scripts/make_dataset.py options (val and test pairs are the same in
 # every driving set: each split's scenes come from its own seeds)
-DATASETS = {"synthetic": [], "synthetic_x4": ["--train", "6400"], "handheld": ["--motion", "handheld"]}
+# synthetic_srcdepth holds synthetic's very pairs (same seeds) plus each source's depth, which reversed pairs need.
+DATASETS = {"synthetic": [], "synthetic_x4": ["--train", "6400"], "handheld": ["--motion", "handheld"],
+            "synthetic_srcdepth": ["--src-depth"]}
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,15 @@ CONFIGS = {
     "supervised_early": Config("early fusion regressing the ground-truth pose (EuclideanLoss), else as reference",
                                network="supervised_early_fusion"),
     "handheld": Config("reference trained and tested on handheld (6-DoF) motion", data="handheld"),
+    "reverse": Config("reference with half the training pairs read backwards (RandomReverse; the same pairs with "
+                      "the source's depth)", ("--reverse", "0.5"), data="synthetic_srcdepth"),
+    "batch16": Config("reference with batch 16 for half the iterations (1500: the same pairs seen)",
+                      ("--batch", "16"), iters=1500),
+    "supervised_x4": Config("supervised_early on 4x the training pairs (6400)", network="supervised_early_fusion",
+                            data="synthetic_x4"),
+    "supervised_full_res": Config("supervised_early with the trunk at full resolution, 64 x 208 (--downsample 1: "
+                                  "every motion twice as many trunk pixels)", ("--downsample", "1"),
+                                  network="supervised_early_fusion"),
 }
 # (a, b, what the difference measures)
 ABS = (
@@ -90,6 +101,10 @@ ABS = (
     ("make_train", "mirror_colour", "compute with augmentation: 8000 vs 3000 iterations"),
     ("long", "make_train", "compute: 10x make train's iterations (one seed, so no difference can count)"),
     ("supervised_early", "reference", "the loss: supervised pose vs photometric, same early-fusion net"),
+    ("reverse", "reference", "augmentation: pairs read backwards (driving forward and backward) vs none"),
+    ("batch16", "reference", "batch size: 16 vs 8, the same pairs seen"),
+    ("supervised_x4", "supervised_early", "data size for the supervised net: 6400 vs 1600 training pairs"),
+    ("supervised_full_res", "supervised_early", "input resolution for the supervised net: 64 x 208 vs 32 x 104"),
 )
 
 

@@ -51,7 +51,7 @@ from pygeometry.report.figures import (METRIC_NAMES, figure_curves, figure_histo
                                        figure_trajectory, figure_warp_grid)
 from pygeometry.report.markdown import report_markdown  # noqa: E402
 from pygeometry.report.runs import (WEIGHTS, Experiment, ReportError, baseline_errors, evaluate_runs,  # noqa: E402
-                                    run_dir, run_evaluate_script, train_all)
+                                    run_dir, run_evaluate_script, split_errors, train_all)
 from pygeometry.stats import seed_stats  # noqa: E402
 
 
@@ -84,6 +84,9 @@ def parse_args(argv=None):
     p.add_argument("--cut", default="block7", help="EfficientNet-Lite0 cut (default block7, stride 16)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of every run (default 2e-4)")
     p.add_argument("--weights", type=Path, default=WEIGHTS, help="converted ImageNet EfficientNet-Lite0 caffemodel")
+    p.add_argument("--handheld", type=Path, default=REPO / "data" / "handheld",
+                   help="handheld (6-DoF) dataset every run is also evaluated on (default data/handheld; rendered "
+                        "if absent)")
     p.add_argument("--refine", type=int, default=10, help="LM refinement steps per level in the evaluation (0: none)")
     p.add_argument("--sequence-frames", type=int, default=24, help="frames of the rendered trajectory sequence")
     p.add_argument("--train-only", action="store_true", help="train the runs and stop (no evaluation, no report)")
@@ -118,10 +121,16 @@ def make_report(args, experiments, seeds) -> dict:
     names = [e.name for e in experiments]
     stats = {m: seed_stats(errors, names, seeds, m) for m in METRIC_NAMES}
     med = {m: seed_stats(errors, names, seeds, m, np.median) for m in ("translation_m", "rotation_deg")}
+    # The best photometric network (for the refinement rows and the figures) is chosen on the validation split,
+    # never on the test pairs it is then reported on.
+    val_errors = evaluate_runs(args, experiments, seeds, ev.load_split(args.data / "val.txt"), args.data / "val.txt",
+                               desc="validating runs")
+    val_stats = {m: seed_stats(val_errors, names, seeds, m) for m in ("translation_m", "rotation_deg")}
     photometric = [e for e in experiments if e.network not in SUPERVISED]
-    best = min(photometric or experiments, key=lambda e: stats["rotation_deg"][e.name][1]
-               + stats["translation_m"][e.name][1] / 0.2)  # 0.2 m ~ 1 deg here: both errors count
+    best = min(photometric or experiments, key=lambda e: val_stats["rotation_deg"][e.name][1]
+               + val_stats["translation_m"][e.name][1] / 0.2)  # 0.2 m ~ 1 deg here: both errors count
     best_folder = run_dir(args, best, seeds[0])
+    splits = {split: split_errors(args, experiments, seeds, split) for split in ("train", "handheld")}
 
     # classical baselines and refinement (scripts/evaluate.py on the best photometric run's first seed)
     extra = ["--train-split", str(args.data / "train.txt"), "--classical"]
@@ -164,7 +173,9 @@ def make_report(args, experiments, seeds) -> dict:
         figure_trajectory(eval_seq, figs["trajectory"], command)
 
     summary = {"command": command, "iters": args.iters, "seeds": seeds, "test_pairs": n_test,
-               "data": str(args.data), "best_photometric": best.name,
+               "data": str(args.data), "best_photometric": best.name, "best_chosen_on": "validation split",
+               "validation": {e.name: {m: val_stats[m][e.name][1] for m in val_stats} for e in experiments},
+               "splits": splits,
                "experiments": {e.name: {m: {"per_seed": stats[m][e.name][0].tolist(), "mean": stats[m][e.name][1],
                                             "std": stats[m][e.name][2]} for m in METRIC_NAMES} for e in experiments},
                "baselines": {k: ev.summarize(v) for k, v in baselines.items()},
@@ -172,7 +183,7 @@ def make_report(args, experiments, seeds) -> dict:
                "sequence": eval_seq.get("trajectories")}
     write_atomic(results / "summary.json", json.dumps(summary, indent=2))
     text = report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, eval_seq, best, figs, command,
-                           n_test)
+                           n_test, splits)
     write_atomic(results / "REPORT.md", text)
     print(f"wrote {results / 'REPORT.md'}")
     return summary
@@ -182,6 +193,7 @@ def main(argv=None):
     args = parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     args.data, args.runs, args.results = args.data.resolve(), args.runs.resolve(), args.results.resolve()
+    args.handheld = args.handheld.resolve()
     experiments = [BY_NAME[n] for n in args.experiments]
     seeds = list(range(1, args.seeds + 1))
     try:

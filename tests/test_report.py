@@ -181,10 +181,14 @@ def test_conclusions_without_the_compared_pairs():
 
 
 def test_report_end_to_end(tmp_path, tiny_split):
-    runs, results = tmp_path / "runs", tmp_path / "results"
+    runs, results, handheld = tmp_path / "runs", tmp_path / "results", tmp_path / "handheld"
     args = ["--data", str(tiny_split), "--runs", str(runs), "--results", str(results), "--experiments",
             "early_random", "early_alexnet", "--seeds", "2", "--iters", "2", "--refine", "1", "--sequence-frames", "4",
-            "--jobs", "2"]
+            "--jobs", "2", "--handheld", str(handheld)]
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "make_dataset.py"), "--out", str(handheld),
+                           "--motion", "handheld", "--train", "4", "--val", "2", "--test", "3", "--height", "48",
+                           "--width", "80", "--workers", "1", "--no-progress"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     proc = subprocess.run(REPORT + args, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "0 reused, 4 to train" in proc.stdout
@@ -207,7 +211,17 @@ def test_report_end_to_end(tmp_path, tiny_split):
     np.testing.assert_allclose(sorted(float(r["rotation_deg_mean"]) for r in rows if r["experiment"] == "early_random"),
                                sorted(per_seed), rtol=1e-5)
     assert summary["sequence"][0]["pairs"] == 3
+    # the best network is chosen on the validation split; every run also reports its training pairs and handheld
+    assert summary["best_chosen_on"] == "validation split"
+    val = summary["validation"]
+    assert summary["best_photometric"] == min(val, key=lambda e: val[e]["rotation_deg"] + val[e]["translation_m"] / 0.2)
+    for split in ("train", "handheld"):
+        result = json.loads((runs / "early_random" / "seed2" / "result.json").read_text())
+        assert np.isclose(summary["splits"][split]["early_random"]["rotation_deg"][1],
+                          result[split]["network"]["rotation_deg"]["mean"])
+        assert "baseline: identity" in summary["splits"][split]
     report = (results / "REPORT.md").read_text()
+    assert "## Pose errors on the training pairs" in report and "## Pose errors on handheld (6-DoF) motion" in report
     for text in ("| early fusion, random init |", "| baseline: identity |", "classical pnp (sift)",
                  "early fusion, AlexNet", "Photometric refinement", "![trajectory](trajectory.png)",
                  "Against the better trivial baseline"):

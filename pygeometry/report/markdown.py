@@ -18,8 +18,41 @@ def fmt_stats(v) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+SPLIT_TITLES = {
+    "train": ("Pose errors on the training pairs (what the nets fit)",
+              "the first 200 training pairs of every run (train.py --eval-train); test / train above 1.5 means the net "
+              "fits its training pairs much better than new ones"),
+    "handheld": ("Pose errors on handheld (6-DoF) motion",
+                 "the test split of the handheld dataset (scripts/make_dataset.py --motion handheld; every run "
+                 "evaluated with train.py --eval-split, trained on driving motion only): where the mean driving "
+                 "pose tells nothing, only what the net reads from the images counts"),
+}
+
+
+def split_section(split: str, errors: dict, experiments, stats) -> list[str]:
+    """A table of one extra split's errors (pygeometry.report.runs.split_errors): mean over seeds of each run's
+    mean over pairs, for the networks and the trivial baselines; for "train", the test / train ratio."""
+    if not errors:
+        return []
+    title, what = SPLIT_TITLES[split]
+    metrics = ("translation_m", "rotation_deg", "translation_dir_deg", "translation_scaled_m")
+    L = [f"## {title}", "", f"Mean over pairs, then over seeds: {what}.", "",
+         "| experiment | " + " | ".join(METRIC_NAMES.get(m, m) for m in metrics)
+         + (" | test / train translation | test / train rotation |" if split == "train" else " |"),
+         "|---|" + "---|" * (len(metrics) + (2 if split == "train" else 0))]
+    labels = {e.name: e.label or e.name for e in experiments}
+    for key, per_metric in errors.items():
+        row = f"| {labels.get(key, key)} | " + " | ".join(f"{np.mean(per_metric[m]):.3g}" for m in metrics) + " |"
+        if split == "train":
+            ratios = [stats[m][key][1] / np.mean(per_metric[m]) if key in labels else None
+                      for m in ("translation_m", "rotation_deg")]
+            row += "".join(f" {r:.2f} |" if r is not None else " |" for r in ratios)
+        L.append(row)
+    return L + [""]
+
+
 def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, eval_seq, best, figs, command,
-                    n_test) -> str:
+                    n_test, splits=None) -> str:
     rel = lambda p: os.path.relpath(p, args.results)  # noqa: E731  (links in REPORT.md)
     show = lambda p: os.path.relpath(p, REPO) if Path(p).is_relative_to(REPO) else str(p)  # noqa: E731
     best_base = best_baseline_means(baselines, ("translation_m", "rotation_deg"))
@@ -61,7 +94,8 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
                      f"{m['rotation_deg']['mean']:.3f} ({m['rotation_deg']['median']:.2f}) | "
                      f"{m['translation_dir_deg']['mean']:.3f} | {m['photometric_l1']['mean']:.3f} |")
     L += ["", f"Classical rows and refinement: `scripts/evaluate.py` on `{show(run_dir(args, best, seeds[0]))}` "
-              f"(the best photometric experiment, {best.name}, seed {seeds[0]}); its full output is in "
+              f"(the best photometric experiment on the validation split, {best.name}, seed {seeds[0]}); its full "
+              f"output is in "
               f"`eval_best/` (per_pair.csv, summary.json). Per-run numbers: `per_run.csv`.", ""]
     r = eval_best.get("refinement")
     if r:
@@ -72,6 +106,9 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
               f"{r['photometric_after_mean']:.4f}, {r['time_s_per_pair']['mean']:.2f} s per pair; it closes "
               f"{pct(g['translation_m_mean'])} of the translation gap and {pct(g['rotation_deg_mean'])} of the "
               f"rotation gap between the network and {g['reference']} (mean errors).", ""]
+
+    for split, errors in (splits or {}).items():
+        L += split_section(split, errors, experiments, stats)
 
     L += ["## The answer: do ImageNet features carry pose here?", "",
           "Each line compares seed-averaged mean test errors; a difference counts only when it exceeds twice its "

@@ -57,6 +57,8 @@ def train_command(args, exp: Experiment, seed: int) -> list[str]:
            "--downsample", str(args.downsample),
            "--seed", str(seed), "--val-interval", str(max(1, args.iters // 4)),
            "--snapshot-interval", str(max(1, args.iters // 2)), "--resume", "auto", "--no-progress"]
+    if getattr(args, "handheld", None):  # every run is also evaluated on handheld (6-DoF) motion
+        cmd += ["--eval-split", "handheld", str(args.handheld / "test.txt")]
     if exp.imagenet:
         cmd += ["--weights", str(args.weights)]
     if exp.frozen:
@@ -125,6 +127,11 @@ def train_all(args, experiments, seeds) -> dict:
             raise ReportError(f"--weights {args.weights} does not exist")
         print(f"{WEIGHTS} is missing: converting EfficientNet-Lite0 (scripts/convert_efficientnet_lite0.py)")
         subprocess.check_call([PY, str(REPO / "scripts" / "convert_efficientnet_lite0.py"), "--install-torch"])
+    handheld = getattr(args, "handheld", None)
+    if handheld and not (handheld / "test.txt").exists():
+        print(f"{handheld} has no dataset: rendering the handheld (6-DoF) one (scripts/make_dataset.py)")
+        subprocess.check_call([PY, str(REPO / "scripts" / "make_dataset.py"), "--motion", "handheld", "--out",
+                               str(handheld), "--no-progress"])
     jobs = [(e, s) for s in seeds for e in experiments]  # seed-major: one of each experiment comes first
     todo = [(e, s) for e, s in jobs if run_state(args, e, s) != "done"]
     print(f"{len(jobs)} runs ({len(experiments)} experiments x {len(seeds)} seeds, {args.iters} iterations each); "
@@ -142,20 +149,37 @@ def train_all(args, experiments, seeds) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def evaluate_runs(args, experiments, seeds, test) -> dict:
-    """Per-pair errors of every run's final network on the test pairs: {(experiment, seed): {metric: (N,)}}."""
+def evaluate_runs(args, experiments, seeds, test, split_path=None, desc="evaluating runs") -> dict:
+    """Per-pair errors of every run's final network on the pairs `test` (loaded from split_path, default the test
+    split): {(experiment, seed): {metric: (N,)}}."""
 
     H, W = test["src"].shape[2:]
+    split_path = split_path or args.data / "test.txt"
     out = {}
     jobs = [(e, s) for e in experiments for s in seeds]
-    for e, s in progress_bar(jobs, enabled=not args.no_progress, desc="evaluating runs", unit="run"):
+    for e, s in progress_bar(jobs, enabled=not args.no_progress, desc=desc, unit="run"):
         folder = run_dir(args, e, s)
-        net = load_net(folder / "deploy.prototxt", folder / "final.caffemodel", H, W, args.data / "test.txt", 8)
+        net = load_net(folder / "deploy.prototxt", folder / "final.caffemodel", H, W, split_path, 8)
         xi = predict(net, test["src"], test["tgt"], 8, progress=False)
         T = ev.se3_forward(xi)
         err = ev.transform_errors(T, test["src_T_tgt"])
         err["photometric_l1"] = ev.photometric_errors(test["src"], test["tgt"], test["tgt_depth"], test["K"], T)
         out[(e.name, s)] = err
+    return out
+
+
+def split_errors(args, experiments, seeds, split: str) -> dict:
+    """The errors train.py wrote into each run's result.json for `split` ("train": its first 200 training pairs,
+    "handheld": --eval-split), as {method: {metric: [per-seed mean over pairs]}} with method "network" and the
+    trivial baselines; {} when a run lacks the split."""
+    out = {}
+    for e in experiments:
+        results = [json.loads((run_dir(args, e, s) / "result.json").read_text()) for s in seeds]
+        if not all(split in r for r in results):
+            return {}
+        for method in results[0][split]:
+            key = e.name if method == "network" else f"baseline: {method}"
+            out[key] = {m: [r[split][method][m]["mean"] for r in results] for m in results[0][split][method]}
     return out
 
 
