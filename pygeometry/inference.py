@@ -42,21 +42,29 @@ def load_net(deploy: Path, weights: Path, height: int, width: int, split, batch:
     net.copy_from(str(weights))
     for blob in ("src", "tgt"):
         net.blobs[blob].reshape(batch, 3, height, width)
+    if "tgt_depth" in net.inputs:  # an oracle net (pose_net(..., depth_input=True)) also reads the target's depth
+        net.blobs["tgt_depth"].reshape(batch, 1, height, width)
     net.reshape()
     return net
 
 
-def predict(net, src, tgt, batch: int, progress=True) -> np.ndarray:
+def predict(net, src, tgt, batch: int, progress=True, tgt_depth=None) -> np.ndarray:
     """Poses xi (N, 6) float64 of the pairs src, tgt (N, 3, H, W) through a net from load_net, `batch` at a time
-    (the last batch is padded with zeros and the padding dropped); InferenceError for NaN/inf predictions."""
+    (the last batch is padded with zeros and the padding dropped); InferenceError for NaN/inf predictions.
+    tgt_depth (N, 1, H, W): the target depths, for a net with that input (an oracle net), else unused."""
     n = len(src)
     xi = np.zeros((n, 6))
+    inputs = {"src": src, "tgt": tgt}
+    if "tgt_depth" in net.inputs:
+        if tgt_depth is None:
+            raise InferenceError("this net reads the target's depth (input 'tgt_depth', an oracle net); pass "
+                                 "tgt_depth")
+        inputs["tgt_depth"] = tgt_depth
     for start in progress_bar(range(0, n, batch), enabled=progress, desc="network", unit="batch", leave=False):
         stop = min(n, start + batch)
-        net.blobs["src"].data[...] = 0
-        net.blobs["tgt"].data[...] = 0
-        net.blobs["src"].data[:stop - start] = src[start:stop]
-        net.blobs["tgt"].data[:stop - start] = tgt[start:stop]
+        for key, values in inputs.items():
+            net.blobs[key].data[...] = 1.0 if key == "tgt_depth" else 0.0  # padding (a depth of 0 has no inverse)
+            net.blobs[key].data[:stop - start] = values[start:stop]
         net.forward()
         out = net.blobs["xi"].data
         if out.shape[0] != batch or out.reshape(batch, -1).shape[1] != 6:

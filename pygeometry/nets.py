@@ -30,6 +30,7 @@ EARLY_FUSION = ("early_fusion_photometric", "supervised_early_fusion")
 POSE_SCALE_T = 0.1   # m per unit of the pose head output
 POSE_SCALE_W = 0.03  # rad per unit of the pose head output
 MEAN = 117.0
+DEPTH_INPUT_SCALE, DEPTH_INPUT_SHIFT = 500.0, 100.0  # the oracle depth channel: 3-13 m -> about -60..+65
 
 
 def _layers():
@@ -185,10 +186,14 @@ def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_
                                       lr_mult=lr_mult, in_channels=in_channels, input_size=input_size)
 
 
-def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn"):
+def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn",
+                    extra=None):
     L, _ = _layers()
     common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm)
     if kind == "early":
+        if extra is not None:  # a 7th channel (the oracle depth input)
+            n.pair = L.Concat(src, tgt, extra, axis=1)
+            return _trunk(n, backbone, n.pair, in_channels=7, **common)
         n.pair = L.Concat(src, tgt, axis=1)  # 6 channels: source, then target
         return _trunk(n, backbone, n.pair, in_channels=6, **common)
     feat_src = _trunk(n, backbone, src, prefix="src_", share=True, **common)
@@ -200,7 +205,7 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
 def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=False, alpha=0.85,
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
              scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
-             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0):
+             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0, depth_input=False):
     """NetSpec of a pose network.
 
     Args:
@@ -238,6 +243,10 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             likely, so the mean pose no longer gives the direction of travel). Seeded by mirror_seed + 2. The
             photometric nets then warp the target into the source with the source's depth: their training split
             must carry src_depth (make_dataset.py --src-depth).
+        depth_input: a diagnostic oracle for the early-fusion AlexNet nets: the target's true inverse depth, block-
+            averaged like the images and scaled to their range (DEPTH_INPUT_SCALE / (depth + 0.1 m) - DEPTH_INPUT_SHIFT),
+            is a 7th input channel, so the net knows the scene's scale and has only the motion to read. The deploy
+            net then has a third input, tgt_depth (N, 1, H, W), which pygeometry.inference.predict fills.
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -255,9 +264,14 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     import caffe
 
     n = caffe.NetSpec()
+    if depth_input and (name not in EARLY_FUSION or backbone != "alexnet"):
+        raise ValueError(f"depth_input is for the early-fusion AlexNet nets {EARLY_FUSION}, not {name!r} with "
+                         f"backbone {backbone!r}")
     if phase == "deploy":
         n.src = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
         n.tgt = L.Input(shape=dict(dim=[batch_size, 3, height, width]))
+        if depth_input:
+            n.tgt_depth = L.Input(shape=dict(dim=[batch_size, 1, height, width]))
     else:  # train, val (HDF5Data reads the datasets named like its tops)
         reverse_depth = phase == "train" and reverse > 0 and has_photometric_loss
         tops = L.HDF5Data(source=source, batch_size=batch_size, shuffle=phase == "train", ntop=6 if reverse_depth else 5)
@@ -303,7 +317,14 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         src = E.preprocess(n, src_in, "src_pre")
         tgt = E.preprocess(n, tgt_in, "tgt_pre")
     kind = "early" if name in EARLY_FUSION else "late"
-    features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult, cut=cut, backbone=backbone,
+    extra = None
+    if depth_input:
+        depth = data.get("tgt_depth", n.tgt_depth)
+        if downsample > 1:
+            depth = n.tgt_depth_avg = L.Pooling(depth, pool=P.Pooling.AVE, kernel_size=downsample, stride=downsample)
+        n.tgt_inv_depth = L.Power(depth, power=-1.0, shift=0.1)
+        extra = n.tgt_depth_input = L.Power(n.tgt_inv_depth, scale=DEPTH_INPUT_SCALE, shift=-DEPTH_INPUT_SHIFT)
+    features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult, cut=cut, backbone=backbone, extra=extra,
                                input_size=(height // downsample, width // downsample), norm=norm)
     xi = pose_head(n, features, scale_t=scale_t, scale_w=scale_w, dropout=dropout)
     if phase == "deploy":

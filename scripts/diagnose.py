@@ -87,6 +87,10 @@ CONFIGS = {
     "supervised_full_res": Config("supervised_early with the trunk at full resolution, 64 x 208 (--downsample 1: "
                                   "every motion twice as many trunk pixels)", ("--downsample", "1"),
                                   network="supervised_early_fusion"),
+    "oracle_depth": Config("reference with the target's true inverse depth as a 7th input channel (an oracle: the "
+                           "scene's scale known, only the motion left to read; --depth-input)", ("--depth-input",)),
+    "supervised_oracle_depth": Config("supervised_early with the true inverse depth as a 7th input channel (oracle)",
+                                      ("--depth-input",), network="supervised_early_fusion"),
 }
 # (a, b, what the difference measures)
 ABS = (
@@ -105,6 +109,9 @@ ABS = (
     ("batch16", "reference", "batch size: 16 vs 8, the same pairs seen"),
     ("supervised_x4", "supervised_early", "data size for the supervised net: 6400 vs 1600 training pairs"),
     ("supervised_full_res", "supervised_early", "input resolution for the supervised net: 64 x 208 vs 32 x 104"),
+    ("oracle_depth", "reference", "scale knowledge: the true depth as an input (oracle) vs the images alone"),
+    ("supervised_oracle_depth", "supervised_early",
+     "scale knowledge for the supervised net: the true depth as an input (oracle) vs the images alone"),
 )
 
 

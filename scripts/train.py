@@ -77,6 +77,9 @@ def parse_args(argv=None):
                    help="probability that a training pair is read backwards (source and target swapped, pose inverted; "
                         "the photometric nets need pairs with the source's depth, make_dataset.py --src-depth; "
                         "default 0)")
+    p.add_argument("--depth-input", action="store_true",
+                   help="diagnostic oracle (early fusion): the target's true inverse depth is a 7th input channel, "
+                        "so the net knows the scene's scale (the deploy net reads tgt_depth too)")
     p.add_argument("--colour", type=float, default=None,
                    help="recolour every training pair: random channel order and a gain in [1 - C, 1 + C] (default 0)")
     p.add_argument("--blur", type=int, nargs="*", default=None, help="box-blur sizes of the extra photometric losses")
@@ -109,7 +112,8 @@ def write_nets(args, out: Path, height: int, width: int):
     for key, value in (("scale_t", args.scale_t), ("scale_w", args.scale_w), ("blur_sizes", args.blur), ("scales", args.scales),
                        ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone),
                        ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror),
-                       ("colour", args.colour), ("reverse", args.reverse)):
+                       ("colour", args.colour), ("reverse", args.reverse),
+                       ("depth_input", args.depth_input or None)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}
@@ -194,11 +198,11 @@ def save_curves(out: Path, rows, val_rows):
 def evaluate_split(deploy: Path, weights: Path, split, train_xi: np.ndarray, batch: int, max_pairs=None):
     """Every metric of evaluation.METRICS (mean, median) on a split's pairs (its first max_pairs), for the network
     and the trivial baselines (identity, the mean pose vector of train_xi). Returns (table, pairs evaluated)."""
-    data = load_split(split, keys=("src", "tgt", "src_T_tgt"), optional=())
+    data = load_split(split, keys=("src", "tgt", "src_T_tgt", "tgt_depth"), optional=())
     keep = slice(0, max_pairs)
     src, tgt, gt = data["src"][keep], data["tgt"][keep], data["src_T_tgt"][keep]
     net = load_net(deploy, weights, src.shape[2], src.shape[3], split, batch)
-    preds = {"network": predict(net, src, tgt, batch, progress=False)}
+    preds = {"network": predict(net, src, tgt, batch, progress=False, tgt_depth=data["tgt_depth"][keep])}
     preds.update(baseline_predictions(train_xi, len(src)))
     return {name: summarize(pose_metrics(xi, gt)) for name, xi in preds.items()}, len(src)
 

@@ -312,3 +312,36 @@ def test_colour_augmentation_in_the_train_net(tmp_path, tiny_split):
     for phase in ("val", "deploy"):
         text = str(pose_net("early_fusion_photometric", phase, source="x", height=48, width=80, colour=0.2).to_proto())
         assert "RandomColour" not in text
+
+
+def test_oracle_depth_input(tmp_path, tiny_split):
+    """depth_input: the trunk's 7th channel is DEPTH_INPUT_SCALE / (block-averaged depth + 0.1) - DEPTH_INPUT_SHIFT
+    of the depth the losses use (after the mirror); the deploy net reads tgt_depth, and predict() fills it."""
+    from pygeometry.inference import InferenceError, load_net, predict
+    from pygeometry.nets import DEPTH_INPUT_SCALE, DEPTH_INPUT_SHIFT
+
+    spec = pose_net("early_fusion_photometric", "train", source=str(tiny_split / "train.txt"), batch_size=4,
+                    height=48, width=80, mirror=1.0, depth_input=True)
+    net = _net(tmp_path, spec)
+    net.forward()
+    net.backward()
+    depth = net.blobs["tgt_depth_mirrored"].data.astype(np.float64)
+    averaged = depth.reshape(4, 1, 24, 2, 40, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(net.blobs["tgt_depth_input"].data, DEPTH_INPUT_SCALE / (averaged + 0.1)
+                               - DEPTH_INPUT_SHIFT, rtol=1e-4, atol=1e-3)
+    assert net.params["conv1"][0].data.shape[1] == 7 and np.abs(net.params["conv1"][0].diff[:, 6]).sum() > 0
+    with pytest.raises(ValueError, match="depth_input is for the early-fusion AlexNet nets"):
+        pose_net("late_fusion_photometric", "train", source="x", depth_input=True)
+
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(str(pose_net("early_fusion_photometric", "deploy", batch_size=2, height=48, width=80,
+                                   depth_input=True).to_proto()))
+    weights = tmp_path / "w.caffemodel"
+    net.save(str(weights))
+    deploy_net = load_net(deploy, weights, 48, 80, "tiny", 2)
+    rng = np.random.default_rng(0)
+    src, tgt = rng.uniform(size=(3, 3, 48, 80)), rng.uniform(size=(3, 3, 48, 80))
+    near, far = np.full((3, 1, 48, 80), 2.0), np.full((3, 1, 48, 80), 12.0)
+    assert not np.allclose(predict(deploy_net, src, tgt, 2, False, near), predict(deploy_net, src, tgt, 2, False, far))
+    with pytest.raises(InferenceError, match="reads the target's depth"):
+        predict(deploy_net, src, tgt, 2, False)
