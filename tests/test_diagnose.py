@@ -55,6 +55,9 @@ def test_report_from_finished_runs(tmp_path):
     assert "- `batchnorm`: translation 1.17x, rotation 1.17x\n" in text
     assert "**normalisation: batch norm vs LRN** (`batchnorm` vs `reference`)" in text
     assert "translation: 0.105 vs 0.21 m (-50%), **lower**" in text
+    # the summary table: one row per A/B with both runs finished, verdicts by the same rule
+    assert "| normalisation: batch norm vs LRN (`batchnorm` vs `reference`) | **-50% lower** | **-50% lower** |" in text
+    assert "(`lr1e-3` vs `reference`)" not in text
     assert "| baseline on synthetic: mean training pose | 0.5 | 2.5 | 1.5 | 2 |" in text
     saved = json.loads((args.results / "diagnosis.json").read_text())
     assert saved["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
