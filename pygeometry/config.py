@@ -83,6 +83,12 @@ class MinReprojectionLossConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CorrelationConfig:
+    max_displacement: int = 4
+    CHECKS = {"max_displacement": (lambda v: 0 <= v <= 32, "an integer in [0, 32]")}
+
+
+@dataclasses.dataclass(frozen=True)
 class EdgeAwareSmoothnessConfig:
     pass
 

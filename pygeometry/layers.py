@@ -31,7 +31,7 @@ import numpy as np
 
 from . import config as cfg
 from .config import ParamError
-from .kernels import (bilinear, color, min_reprojection, mirror, photometric, projection, reverse, se3, smoothness,
+from .kernels import (bilinear, color, correlation, min_reprojection, mirror, photometric, projection, reverse, se3, smoothness,
                       transform_grid)
 from .kernels.finite import count_nonfinite
 
@@ -406,6 +406,41 @@ class MinReprojectionLoss(_Layer):
         grads = [bottom[s].diff if propagate_down[s] else np.empty_like(warped[s]) for s in range(S)]
         min_reprojection.min_reprojection_backward(bottom[S].data, warped, self.config.alpha, self._state, scale,
                                                    grads)
+
+
+class Correlation(_Layer):
+    """f1, f2 (N, C, H, W) -> cost volume (N, (2m + 1)^2, H, W): per displacement (dy, dx), |dy|, |dx| <= m, the mean
+    over channels of f1 at (y, x) times f2 at (y + dy, x + dx) (zero outside the grid; channel (dy + m)(2m + 1) +
+    dx + m); FlowNetC's matching layer with single-pixel patches. Both bottoms get gradients. See
+    pygeometry.kernels.correlation.
+
+    param_str: {"max_displacement": m} (integer in [0, 32], default 4).
+    """
+
+    CONFIG = cfg.CorrelationConfig
+    BOTTOMS = (2, 2)
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].data.shape
+        if len(shape) != 4:
+            self.fail(f"bottom 'f1' must have shape (N, C, H, W), got {tuple(shape)}")
+        self.expect_shape("f2", bottom[1].data.shape, shape)
+        d = 2 * self.config.max_displacement + 1
+        top[0].reshape(shape[0], d * d, shape[2], shape[3])
+
+    def forward(self, bottom, top):
+        self.check_finite("bottom 'f1'", bottom[0].data)
+        self.check_finite("bottom 'f2'", bottom[1].data)
+        correlation.correlation_forward(bottom[0].data, bottom[1].data, self.config.max_displacement, out=top[0].data)
+
+    def backward(self, top, propagate_down, bottom):
+        if not (propagate_down[0] or propagate_down[1]):
+            return
+        g1, g2 = correlation.correlation_backward(bottom[0].data, bottom[1].data, top[0].diff,
+                                                  self.config.max_displacement)
+        for i, g in enumerate((g1, g2)):
+            if propagate_down[i]:
+                bottom[i].diff[...] = g
 
 
 class EdgeAwareSmoothness(_Layer):

@@ -101,6 +101,12 @@ def min_reprojection_loss(warped, target, unwarped=None, alpha=None, with_reproj
                          ntop=2 if with_reprojected else 1, loss_weight=loss_weight, **kwargs)
 
 
+def correlation(f1, f2, max_displacement=None, **kwargs):
+    """f1, f2 (N, C, H, W) -> cost volume (N, (2m + 1)^2, H, W) (Correlation; m = max_displacement, default 4)."""
+    return _python_layer("Correlation", cfg.CorrelationConfig, [f1, f2], {"max_displacement": max_displacement},
+                         **kwargs)
+
+
 def edge_aware_smoothness(disp, image, loss_weight=1.0, **kwargs):
     """disp (N, 1, H, W) > 0, image (N, C, H, W) -> scalar loss (weight it: Monodepth2 uses 1e-3 / 2^s)."""
     return _python_layer("EdgeAwareSmoothness", cfg.EdgeAwareSmoothnessConfig, [disp, image], {},

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+import test_correlation
 import test_kernel_bilinear
 import test_kernel_depth_losses
 import test_kernel_geometry
@@ -17,7 +18,8 @@ import test_kernel_photometric
 import test_kernel_se3
 import test_layers
 from pygeometry import layers
-from pygeometry.kernels import bilinear, min_reprojection, photometric, projection, se3, smoothness, transform_grid
+from pygeometry.kernels import (bilinear, correlation, min_reprojection, photometric, projection, se3, smoothness,
+                                transform_grid)
 
 
 def _patch_everywhere(monkeypatch, owner, attr, make_mutant):
@@ -196,7 +198,28 @@ def _rng():
 
 
 # mutation: (owner, attribute, mutant maker, [(test function, kwargs), ...] that must each fail under it)
+def correlation_f1_sign(orig):
+    def mutant(f1, f2, grad_out, max_displacement, out=None):
+        g1, g2 = orig(f1, f2, grad_out, max_displacement, out)
+        return -g1, g2
+    return mutant
+
+
+def correlation_f2_undivided(orig):
+    """Forgets the 1 / C of the channel mean in the second bottom's gradient."""
+    def mutant(f1, f2, grad_out, max_displacement, out=None):
+        g1, g2 = orig(f1, f2, grad_out, max_displacement, out)
+        return g1, g2 * f1.shape[1]
+    return mutant
+
+
 MUTATIONS = {
+    "correlation f1 sign": (correlation, "correlation_backward", correlation_f1_sign, [
+        (test_correlation.test_kernel_gradient, {}),
+        (test_correlation.test_layer_gradient_in_a_net, dict(propagate_down=[True, False]))]),
+    "correlation f2 factor": (correlation, "correlation_backward", correlation_f2_undivided, [
+        (test_correlation.test_kernel_gradient, {}),
+        (test_correlation.test_layer_gradient_in_a_net, dict(propagate_down=[False, True]))]),
     "se3 rotation sign": (se3, "se3_backward", se3_rotation_sign, [
         (test_kernel_se3.test_gradient_float64, dict(translation="direct")),
         (test_layers.test_float32_finite_differences_through_the_net, dict(name="se3-direct"))]),
