@@ -16,7 +16,8 @@ NORMS = ("lrn", "batch")
 
 
 def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="he", in_channels=3,
-                  cut="pool5", conv_std=0.01, fc_std=0.005, norm="lrn", conv1_pad=0):
+                  cut="pool5", conv_std=0.01, fc_std=0.005, norm="lrn", conv1_pad=0, start="conv1", stop=None,
+                  conv2_group=2):
     """Add BVLC AlexNet conv1..conv5 (+ fc6, fc7 when fc) on `data` to NetSpec `n`; returns the last top.
 
     Args:
@@ -42,6 +43,11 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
         conv1_pad: conv1's zero padding (BVLC: 0). 5 makes conv1's output exactly H/4 x W/4 and, with Caffe's
             ceil-mode pooling, pool1, pool2 and pool5 exactly 1/8, 1/16 and 1/32 when H and W are multiples of 32
             (what an encoder-decoder with skips needs); the weights' shapes do not change.
+        start, stop: build only part of the trunk: start "conv1" (default) or "pool1" (`data` is then what pool1
+            reads, with in_channels channels); stop None (the whole trunk) or "norm1" (return conv1's normalised
+            output, before pool1). The correlation net (pygeometry.nets) runs conv1 on each image, correlates, and
+            continues from pool1.
+        conv2_group: conv2's groups (BVLC: 2, its two-GPU split).
     """
     from caffe import layers as L, params as P
 
@@ -95,9 +101,15 @@ def alexnet_trunk(n, data, prefix="", share=False, fc=True, lr_mult=1.0, init="h
         setattr(n, prefix + name, top)
         return top
 
-    x = lrn(conv(data, "conv1", 96, 11, stride=4, pad=conv1_pad), "norm1")
+    if start not in ("conv1", "pool1") or stop not in (None, "norm1"):
+        raise ValueError(f"start must be 'conv1' or 'pool1' and stop None or 'norm1', got {start!r}, {stop!r}")
+    x = data
+    if start == "conv1":
+        x = lrn(conv(data, "conv1", 96, 11, stride=4, pad=conv1_pad), "norm1")
+        if stop == "norm1":
+            return x
     x = pool(x, "pool1")
-    x = lrn(conv(x, "conv2", 256, 5, pad=2, group=2), "norm2")
+    x = lrn(conv(x, "conv2", 256, 5, pad=2, group=conv2_group), "norm2")
     x = pool(x, "pool2")
     x = conv(x, "conv3", 384, 3, pad=1)
     x = conv(x, "conv4", 384, 3, pad=1, group=2)

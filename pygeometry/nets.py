@@ -186,10 +186,37 @@ def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_
                                       lr_mult=lr_mult, in_channels=in_channels, input_size=input_size)
 
 
+CORRELATION_REDIRECT = 32  # channels of the target's conv1 features kept beside the cost volume (FlowNetC's redir)
+
+
+def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm):
+    """Siamese AlexNet conv1 (+ norm1; shared weights, padded to exactly 1/4 of the input), the Correlation of the
+    target's features with the source's (a (2m + 1)^2-channel cost volume) beside a 1 x 1 projection of the
+    target's (conv_redir), then AlexNet from pool1 on (conv2 ungrouped) up to `cut`: the two images meet where
+    their features still have the layout the motion moves, rather than after conv5."""
+    from caffe import layers as L
+
+    from .models import alexnet_trunk
+
+    conv1 = {k: alexnet_trunk(n, image, prefix=f"{k}_", share=True, lr_mult=lr_mult, stop="norm1", conv1_pad=5,
+                              norm=norm, fc=False) for k, image in (("src", src), ("tgt", tgt))}
+    n.cost = G.correlation(conv1["tgt"], conv1["src"], max_displacement=max_displacement)
+    n.conv_redir = L.Convolution(conv1["tgt"], kernel_size=1, num_output=CORRELATION_REDIRECT,
+                                 param=[dict(lr_mult=lr_mult, decay_mult=1), dict(lr_mult=2 * lr_mult, decay_mult=0)],
+                                 weight_filler=dict(type="msra"), bias_filler=dict(type="constant", value=0))
+    n.relu_redir = L.ReLU(n.conv_redir, in_place=True)
+    n.fused = L.Concat(n.cost, n.relu_redir, axis=1)
+    channels = (2 * max_displacement + 1) ** 2 + CORRELATION_REDIRECT
+    return alexnet_trunk(n, n.fused, lr_mult=lr_mult, start="pool1", in_channels=channels, conv2_group=1,
+                         cut=cut or "conv5", fc=False, norm=norm)
+
+
 def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn",
-                    extra=None):
+                    extra=None, correlation=0):
     L, _ = _layers()
     common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm)
+    if correlation:
+        return _correlation_features(n, src, tgt, correlation, lr_mult, cut, norm)
     if kind == "early":
         if extra is not None:  # a 7th channel (the oracle depth input)
             n.pair = L.Concat(src, tgt, extra, axis=1)
@@ -205,7 +232,7 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
 def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=False, alpha=0.85,
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
              scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
-             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0, depth_input=False):
+             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0, depth_input=False, correlation=0):
     """NetSpec of a pose network.
 
     Args:
@@ -243,6 +270,9 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             likely, so the mean pose no longer gives the direction of travel). Seeded by mirror_seed + 2. The
             photometric nets then warp the target into the source with the source's depth: their training split
             must carry src_depth (make_dataset.py --src-depth).
+        correlation: m > 0 fuses the late-fusion nets (supervised_pose, late_fusion_photometric; AlexNet) by a
+            Correlation of the two images' conv1 features (displacements up to m conv1 cells) instead of
+            concatenating their conv5 features (see _correlation_features); 0: no.
         depth_input: a diagnostic oracle for the early-fusion AlexNet nets: the target's true inverse depth, block-
             averaged like the images and scaled to their range (DEPTH_INPUT_SCALE / (depth + 0.1 m) - DEPTH_INPUT_SHIFT),
             is a 7th input channel, so the net knows the scene's scale and has only the motion to read. The deploy
@@ -264,6 +294,9 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     import caffe
 
     n = caffe.NetSpec()
+    if correlation and (name in EARLY_FUSION or backbone != "alexnet" or fc):
+        raise ValueError(f"correlation fuses the late-fusion AlexNet nets (no fc), not {name!r} with backbone "
+                         f"{backbone!r}{' and fc' if fc else ''}")
     if depth_input and (name not in EARLY_FUSION or backbone != "alexnet"):
         raise ValueError(f"depth_input is for the early-fusion AlexNet nets {EARLY_FUSION}, not {name!r} with "
                          f"backbone {backbone!r}")
@@ -325,6 +358,7 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         n.tgt_inv_depth = L.Power(depth, power=-1.0, shift=0.1)
         extra = n.tgt_depth_input = L.Power(n.tgt_inv_depth, scale=DEPTH_INPUT_SCALE, shift=-DEPTH_INPUT_SHIFT)
     features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult, cut=cut, backbone=backbone, extra=extra,
+                               correlation=correlation,
                                input_size=(height // downsample, width // downsample), norm=norm)
     xi = pose_head(n, features, scale_t=scale_t, scale_w=scale_w, dropout=dropout)
     if phase == "deploy":

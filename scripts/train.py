@@ -77,6 +77,9 @@ def parse_args(argv=None):
                    help="probability that a training pair is read backwards (source and target swapped, pose inverted; "
                         "the photometric nets need pairs with the source's depth, make_dataset.py --src-depth; "
                         "default 0)")
+    p.add_argument("--correlation", type=int, default=None, metavar="M",
+                   help="late-fusion nets: fuse the two images by a Correlation of their conv1 features (displacements "
+                        "up to M cells) instead of concatenating conv5 features (default 0: no)")
     p.add_argument("--depth-input", action="store_true",
                    help="diagnostic oracle (early fusion): the target's true inverse depth is a 7th input channel, "
                         "so the net knows the scene's scale (the deploy net reads tgt_depth too)")
@@ -113,7 +116,7 @@ def write_nets(args, out: Path, height: int, width: int):
                        ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone),
                        ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror),
                        ("colour", args.colour), ("reverse", args.reverse),
-                       ("depth_input", args.depth_input or None)):
+                       ("depth_input", args.depth_input or None), ("correlation", args.correlation)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}

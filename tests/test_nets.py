@@ -345,3 +345,26 @@ def test_oracle_depth_input(tmp_path, tiny_split):
     assert not np.allclose(predict(deploy_net, src, tgt, 2, False, near), predict(deploy_net, src, tgt, 2, False, far))
     with pytest.raises(InferenceError, match="reads the target's depth"):
         predict(deploy_net, src, tgt, 2, False)
+
+
+@pytest.mark.parametrize("name", ["supervised_pose", "late_fusion_photometric"])
+def test_correlation_fused_late_nets(tmp_path, tiny_split, name):
+    """correlation=m: both images through the shared conv1, their Correlation ((2m + 1)^2 channels) beside the
+    target's redirected features, then AlexNet from pool1; it trains (finite loss, gradients reach the shared conv1
+    through both branches) and the deploy net gives poses."""
+    spec = pose_net(name, "train", source=str(tiny_split / "train.txt"), batch_size=2, height=48, width=80,
+                    correlation=2)
+    net = _net(tmp_path, spec)
+    net.forward()
+    net.backward()
+    assert net.blobs["cost"].data.shape == (2, 25, 6, 10)  # 1/4 of the 24 x 40 the trunk sees and net.blobs["fused"].data.shape[1] == 25 + 32
+    assert net.params["conv2"][0].data.shape == (256, 57, 5, 5)
+    assert np.isfinite(float(net.blobs["loss" if name == "late_fusion_photometric" else "loss_t"].data))
+    assert np.abs(net.params["src_conv1"][0].diff).sum() > 0
+    net.params["src_conv1"][0].data[...] = 0.5  # one set of conv1 weights, shared by both images
+    assert np.all(net.params["tgt_conv1"][0].data == 0.5)
+    deploy = _net(tmp_path, pose_net(name, "deploy", batch_size=2, height=48, width=80, correlation=2), caffe.TEST)
+    deploy.forward()
+    assert deploy.blobs["xi"].data.shape == (2, 6)
+    with pytest.raises(ValueError, match="correlation fuses the late-fusion AlexNet nets"):
+        pose_net("early_fusion_photometric", "train", source="x", correlation=2)
