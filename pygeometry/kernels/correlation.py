@@ -30,6 +30,15 @@ def displacements(max_displacement: int) -> list[tuple[int, int]]:
 
 
 @numba.njit(cache=True)
+def _overlap(k, m, h_, w_):
+    """Displacement (dy, dx) of output channel k, and the rows [y0, y1) and columns [x0, x1) of f1's grid whose
+    displaced pixel lies inside f2's."""
+    d_ = 2 * m + 1
+    dy, dx = k // d_ - m, k % d_ - m
+    return dy, dx, max(0, -dy), min(h_, h_ - dy), max(0, -dx), min(w_, w_ - dx)
+
+
+@numba.njit(cache=True)
 def _forward(f1, f2, m, out):
     n_, c_, h_, w_ = f1.shape
     d_ = 2 * m + 1
@@ -37,9 +46,7 @@ def _forward(f1, f2, m, out):
     out[...] = 0
     for n in range(n_):
         for k in range(d_ * d_):
-            dy, dx = k // d_ - m, k % d_ - m
-            y0, y1 = max(0, -dy), min(h_, h_ - dy)
-            x0, x1 = max(0, -dx), min(w_, w_ - dx)
+            dy, dx, y0, y1, x0, x1 = _overlap(k, m, h_, w_)
             for c in range(c_):
                 for y in range(y0, y1):
                     for x in range(x0, x1):
@@ -58,9 +65,7 @@ def _backward(f1, f2, g, m, g1, g2):
     g2[...] = 0
     for n in range(n_):
         for k in range(d_ * d_):
-            dy, dx = k // d_ - m, k % d_ - m
-            y0, y1 = max(0, -dy), min(h_, h_ - dy)
-            x0, x1 = max(0, -dx), min(w_, w_ - dx)
+            dy, dx, y0, y1, x0, x1 = _overlap(k, m, h_, w_)
             for c in range(c_):  # two row loops, each with one store stream, so that both vectorise
                 for y in range(y0, y1):
                     for x in range(x0, x1):
