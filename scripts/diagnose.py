@@ -90,10 +90,10 @@ CONFIGS = {
     "make_train_x4": Config("make train's recipe on 4x the training pairs (6400; one seed)",
                             ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=8000, seeds=(1,)),
     "supervised_late": Config("late fusion (siamese AlexNet, conv5 features concatenated) regressing the ground-truth "
-                              "pose, else as reference", network="supervised_pose"),
+                              "pose, else as reference (one seed)", network="supervised_pose", seeds=(1,)),
     "supervised_late_correlation": Config("supervised_late fused by a Correlation of the conv1 features "
-                                          "(displacements up to 2 cells) instead of concatenating conv5's",
-                                          ("--correlation", "2"), network="supervised_pose"),
+                                          "(displacements up to 2 cells) instead of concatenating conv5's (one seed)",
+                                          ("--correlation", "2"), network="supervised_pose", seeds=(1,)),
     "oracle_depth": Config("reference with the target's true inverse depth as a 7th input channel (an oracle: the "
                            "scene's scale known, only the motion left to read; --depth-input)", ("--depth-input",)),
     "supervised_oracle_depth": Config("supervised_early with the true inverse depth as a 7th input channel (oracle)",
@@ -118,9 +118,10 @@ ABS = (
     ("batch16", "reference", "batch size: 16 vs 8, the same pairs seen"),
     ("supervised_x4", "supervised_early", "data size for the supervised net: 6400 vs 1600 training pairs"),
     ("supervised_full_res", "supervised_early", "input resolution for the supervised net: 64 x 208 vs 32 x 104"),
-    ("supervised_late", "supervised_early", "fusion for the supervised net: late (conv5 concatenated) vs early"),
+    ("supervised_late", "supervised_early", "fusion for the supervised net: late (conv5 concatenated) vs early (one "
+     "seed of late, so no difference can count)"),
     ("supervised_late_correlation", "supervised_late",
-     "late fusion for the supervised net: a conv1 correlation vs conv5 concatenated"),
+     "late fusion for the supervised net: a conv1 correlation vs conv5 concatenated (one seed each)"),
     ("oracle_depth", "reference", "scale knowledge: the true depth as an input (oracle) vs the images alone"),
     ("supervised_oracle_depth", "supervised_early",
      "scale knowledge for the supervised net: the true depth as an input (oracle) vs the images alone"),
