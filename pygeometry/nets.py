@@ -211,12 +211,20 @@ def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm):
                          cut=cut or "conv5", fc=False, norm=norm)
 
 
+PAIR_INPUTS = ("stack", "difference")
+
+
 def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn",
-                    extra=None, correlation=0):
-    L, _ = _layers()
+                    extra=None, correlation=0, pair_input="stack"):
+    L, P = _layers()
     common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm)
     if correlation:
         return _correlation_features(n, src, tgt, correlation, lr_mult, cut, norm)
+    if kind == "early" and pair_input == "difference":
+        # the same 6 numbers per pixel, linearly re-mixed: source, then target minus source (the temporal
+        # difference, which brightness constancy ties to the motion: tgt - src ~ -grad(I) . flow)
+        n.pair_difference = L.Eltwise(tgt, src, operation=P.Eltwise.SUM, coeff=[1.0, -1.0])
+        tgt = n.pair_difference
     if kind == "early":
         if extra is not None:  # a 7th channel (the oracle depth input)
             n.pair = L.Concat(src, tgt, extra, axis=1)
@@ -232,7 +240,8 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
 def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=False, alpha=0.85,
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
              scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
-             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0, depth_input=False, correlation=0):
+             mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0, depth_input=False, correlation=0,
+             pair_input="stack"):
     """NetSpec of a pose network.
 
     Args:
@@ -277,6 +286,10 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             averaged like the images and scaled to their range (DEPTH_INPUT_SCALE / (depth + 0.1 m) - DEPTH_INPUT_SHIFT),
             is a 7th input channel, so the net knows the scene's scale and has only the motion to read. The deploy
             net then has a third input, tgt_depth (N, 1, H, W), which pygeometry.inference.predict fills.
+        pair_input: how the early-fusion nets stack the pair: "stack" (source, then target: 6 channels) or
+            "difference" (source, then target - source: the same information re-mixed linearly, so that conv1 sees
+            the temporal difference that brightness constancy ties to the motion, not a small change on top of two
+            large appearances).
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -297,6 +310,9 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     if correlation and (name in EARLY_FUSION or backbone != "alexnet" or fc):
         raise ValueError(f"correlation fuses the late-fusion AlexNet nets (no fc), not {name!r} with backbone "
                          f"{backbone!r}{' and fc' if fc else ''}")
+    if pair_input not in PAIR_INPUTS or (pair_input != "stack" and name not in EARLY_FUSION):
+        raise ValueError(f"pair_input must be one of {PAIR_INPUTS} (not 'stack' only for the early-fusion nets "
+                         f"{EARLY_FUSION}), got {pair_input!r} for {name!r}")
     if depth_input and (name not in EARLY_FUSION or backbone != "alexnet"):
         raise ValueError(f"depth_input is for the early-fusion AlexNet nets {EARLY_FUSION}, not {name!r} with "
                          f"backbone {backbone!r}")
@@ -358,7 +374,7 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         n.tgt_inv_depth = L.Power(depth, power=-1.0, shift=0.1)
         extra = n.tgt_depth_input = L.Power(n.tgt_inv_depth, scale=DEPTH_INPUT_SCALE, shift=-DEPTH_INPUT_SHIFT)
     features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult, cut=cut, backbone=backbone, extra=extra,
-                               correlation=correlation,
+                               correlation=correlation, pair_input=pair_input,
                                input_size=(height // downsample, width // downsample), norm=norm)
     xi = pose_head(n, features, scale_t=scale_t, scale_w=scale_w, dropout=dropout)
     if phase == "deploy":

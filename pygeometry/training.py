@@ -35,7 +35,9 @@ def read_checkpoint(out: Path) -> list:
     if not ckpt.exists():
         return []
     record = json.loads(ckpt.read_text())
-    return record.get("snapshots", [{k: record[k] for k in ("iter", "solverstate", "caffemodel")}])
+    if "snapshots" in record:  # (an empty list when every snapshot was dropped)
+        return record["snapshots"]
+    return [{k: record[k] for k in ("iter", "solverstate", "caffemodel")}]
 
 
 def snapshot_intact(entry: dict) -> bool:
@@ -88,13 +90,15 @@ def settings_of(args, ignore) -> dict:
 
 def check_resume(out: Path, settings: dict, resume) -> str | None:
     """None when a run with these settings may write into `out` (with --resume auto: the run recorded there, if any,
-    was made with the same settings); else the reason it may not. Records the settings in <out>/settings.json."""
+    was made with the same settings); else the reason it may not. Records the settings in <out>/settings.json.
+    An option missing from the record counts as None (its default), so adding an option does not orphan old runs."""
     if resume == "auto" and read_checkpoint(out):
         recorded = json.loads((out / "settings.json").read_text()) if (out / "settings.json").exists() else None
-        if recorded != settings:
+        differing = [] if recorded is None else [k for k in sorted(set(recorded) | set(settings))
+                                                 if recorded.get(k) != settings.get(k)]
+        if recorded is None or differing:
             changed = ("it records no settings (an older version made it)" if recorded is None else
-                       "; ".join(f"{k}: {recorded.get(k)!r} then, {settings.get(k)!r} now"
-                                 for k in sorted(set(recorded) | set(settings)) if recorded.get(k) != settings.get(k)))
+                       "; ".join(f"{k}: {recorded.get(k)!r} then, {settings.get(k)!r} now" for k in differing))
             return (f"--resume auto: the run in {out} was made with other settings ({changed}); resuming would mix "
                     f"two recipes. Use another --out, or delete {out} to start again")
     write_atomic(out / "settings.json", json.dumps(settings, indent=1))

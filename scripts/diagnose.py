@@ -98,6 +98,14 @@ CONFIGS = {
                            "scene's scale known, only the motion left to read; --depth-input)", ("--depth-input",)),
     "supervised_oracle_depth": Config("supervised_early with the true inverse depth as a 7th input channel (oracle)",
                                       ("--depth-input",), network="supervised_early_fusion"),
+    "difference": Config("reference with the pair given as the source and target - source (--pair-input difference: "
+                         "the same 6 numbers re-mixed, conv1 sees the temporal difference)",
+                         ("--pair-input", "difference")),
+    "supervised_difference": Config("supervised_early with --pair-input difference",
+                                    ("--pair-input", "difference"), network="supervised_early_fusion"),
+    "late_correlation": Config("late fusion with the photometric loss (siamese AlexNet) fused by a conv1 Correlation "
+                               "(displacements up to 2 cells), else as reference", ("--correlation", "2"),
+                               network="late_fusion_photometric"),
 }
 # (a, b, what the difference measures)
 ABS = (
@@ -122,6 +130,10 @@ ABS = (
      "seed of late, so no difference can count)"),
     ("supervised_late_correlation", "supervised_late",
      "late fusion for the supervised net: a conv1 correlation vs conv5 concatenated (one seed each)"),
+    ("difference", "reference", "the pair's form: source and target - source vs source and target"),
+    ("supervised_difference", "supervised_early",
+     "the pair's form for the supervised net: source and target - source vs source and target"),
+    ("late_correlation", "reference", "fusion with the photometric loss: late by a conv1 correlation vs early"),
     ("oracle_depth", "reference", "scale knowledge: the true depth as an input (oracle) vs the images alone"),
     ("supervised_oracle_depth", "supervised_early",
      "scale knowledge for the supervised net: the true depth as an input (oracle) vs the images alone"),

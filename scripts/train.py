@@ -80,6 +80,9 @@ def parse_args(argv=None):
     p.add_argument("--correlation", type=int, default=None, metavar="M",
                    help="late-fusion nets: fuse the two images by a Correlation of their conv1 features (displacements "
                         "up to M cells) instead of concatenating conv5 features (default 0: no)")
+    p.add_argument("--pair-input", choices=("stack", "difference"), default=None,
+                   help="early fusion: stack source and target (default) or source and target - source (the "
+                        "temporal difference; the same 6 numbers per pixel, re-mixed)")
     p.add_argument("--depth-input", action="store_true",
                    help="diagnostic oracle (early fusion): the target's true inverse depth is a 7th input channel, "
                         "so the net knows the scene's scale (the deploy net reads tgt_depth too)")
@@ -116,7 +119,8 @@ def write_nets(args, out: Path, height: int, width: int):
                        ("downsample", args.downsample), ("cut", args.cut), ("backbone", args.backbone),
                        ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror),
                        ("colour", args.colour), ("reverse", args.reverse),
-                       ("depth_input", args.depth_input or None), ("correlation", args.correlation)):
+                       ("depth_input", args.depth_input or None), ("correlation", args.correlation),
+                       ("pair_input", args.pair_input)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}

@@ -368,3 +368,22 @@ def test_correlation_fused_late_nets(tmp_path, tiny_split, name):
     assert deploy.blobs["xi"].data.shape == (2, 6)
     with pytest.raises(ValueError, match="correlation fuses the late-fusion AlexNet nets"):
         pose_net("early_fusion_photometric", "train", source="x", correlation=2)
+
+
+def test_pair_input_difference(tmp_path, tiny_split):
+    """pair_input="difference": conv1 reads the source and target - source (of the images the losses use, after the
+    mirror); the late-fusion nets and unknown values are refused by name."""
+    spec = pose_net("early_fusion_photometric", "train", source=str(tiny_split / "train.txt"), batch_size=4,
+                    height=48, width=80, mirror=1.0, pair_input="difference")
+    net = _net(tmp_path, spec)
+    net.forward()
+    net.backward()
+    np.testing.assert_allclose(net.blobs["pair_difference"].data,
+                               net.blobs["tgt_pre"].data - net.blobs["src_pre"].data, atol=1e-3)
+    np.testing.assert_array_equal(net.blobs["pair"].data[:, :3], net.blobs["src_pre"].data)
+    np.testing.assert_array_equal(net.blobs["pair"].data[:, 3:], net.blobs["pair_difference"].data)
+    assert net.params["conv1"][0].data.shape[1] == 6 and np.abs(net.params["conv1"][0].diff[:, 3:]).sum() > 0
+    with pytest.raises(ValueError, match="pair_input must be one of"):
+        pose_net("late_fusion_photometric", "train", source="x", pair_input="difference")
+    with pytest.raises(ValueError, match="'sum'"):
+        pose_net("early_fusion_photometric", "train", source="x", pair_input="sum")

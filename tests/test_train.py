@@ -126,3 +126,18 @@ def test_photometric_training_on_reversed_pairs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "RandomReverse" in (tmp_path / "r" / "train.prototxt").read_text()
     assert json.loads((tmp_path / "r" / "result.json").read_text())["iters"] == 2
+
+
+def test_resume_check_treats_a_missing_option_as_its_default(tmp_path):
+    """A run recorded before an option existed resumes when the option is left at its default (None), and is
+    refused, naming the option, when it is set."""
+    sys.path.insert(0, str(REPO))
+    from pygeometry.training import check_resume
+
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"snapshots": [
+        {"iter": 3, "solverstate": "s", "caffemodel": "c"}]}))
+    (tmp_path / "settings.json").write_text(json.dumps({"lr": 0.0002}))
+    assert check_resume(tmp_path, {"lr": 0.0002, "pair_input": None}, "auto") is None
+    (tmp_path / "settings.json").write_text(json.dumps({"lr": 0.0002}))
+    reason = check_resume(tmp_path, {"lr": 0.0002, "pair_input": "difference"}, "auto")
+    assert reason is not None and "pair_input: None then, 'difference' now" in reason
