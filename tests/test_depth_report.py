@@ -37,7 +37,8 @@ def _fake_run(args, variant, seed, abs_rel, rotation):
 
 def test_report_from_finished_runs(tmp_path):
     options = ["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--seeds", "1", "2", "3",
-               "--iters", "100", "--data", str(tmp_path / "data")]
+               "--iters", "100", "--data", str(tmp_path / "data"), "--budget-run", str(tmp_path / "none"),
+               "--long-run", str(tmp_path / "none")]
     args = depth_report.parse_args(options)
     for seed, (a, r) in enumerate(((0.40, 1.0), (0.42, 1.1), (0.41, 1.2)), start=1):
         _fake_run(args, "separate", seed, a, r)
@@ -85,3 +86,27 @@ def test_the_readme_block_is_the_committed_depth_report():
     assert_readme_block_is(depth_report.BEGIN, depth_report.END, "DEPTH.md",
                            "Depth features for pose: shared vs separate vs ImageNet-initialised encoders",
                            "scripts/depth_report.py --seeds")
+
+
+def test_long_run_table(tmp_path):
+    """The long-run table reads both runs' result.json, gives the long run's multiple of the better baseline and the
+    change, and is left out when the runs' settings differ in more than --iters (or either is unfinished)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text(json.dumps({"config": {"triplets": True}}))
+    runs = {}
+    for name, iters, abs_rel, rotation in (("depth", 1800, 0.2, 0.75), ("depth_10x", 18000, 0.15, 0.5)):
+        folder = runs[name] = tmp_path / name
+        folder.mkdir()
+        result = dict(_result(abs_rel, rotation), iters=iters, ate_m={"network": 0.04, "identity": 0.4,
+                                                                     "mean training pose": 0.045})
+        (folder / "result.json").write_text(json.dumps(result))
+        (folder / "settings.json").write_text(json.dumps({"data": str(data), "seed": 1, "iters": iters}))
+    text = depth_report.long_run_section(runs["depth"], runs["depth_10x"])
+    assert "`depth`: 1800 iterations, `depth_10x`: 18000 = 10x" in text
+    assert "| Abs Rel | 0.2 | 0.15 | 0.5 | 0.30x | -25% (better) |" in text
+    assert "| rotation deg | 0.75 | 0.5 | 1.5 | 0.33x | -33% (better) |" in text
+    assert "| delta < 1.25 | 0.2 | 0.15 | 0.6 | 0.25x | -25% (worse) |" in text  # higher is better
+    (runs["depth_10x"] / "settings.json").write_text(json.dumps({"data": str(data), "seed": 2, "iters": 18000}))
+    assert depth_report.long_run_section(runs["depth"], runs["depth_10x"]) == ""
+    assert depth_report.long_run_section(runs["depth"], tmp_path / "absent") == ""
