@@ -232,7 +232,7 @@ def long_run_section(budget: Path, long: Path) -> str:
     for key, label in (("ate_m", "3-frame ATE m"), ("ate5_m", "5-frame ATE m")):
         rows.append((label, a[key]["network"], b[key]["network"],
                      min(a[key][x] for x in ("identity", "mean training pose")), True))
-    lines = ["", f"**Where more compute goes** (one seed, {seed}, the same recipe and data; `{budget.name}`: "
+    lines = ["", f"**Where more compute goes** (seed {seed} only, the same recipe and data; `{budget.name}`: "
              f"{a['iters']} iterations, `{long.name}`: {b['iters']} = {b['iters'] / a['iters']:.3g}x; test split; "
              "x baseline = the long run's figure over the better trivial baseline's):", "",
              f"| metric | {a['iters']} it. | {b['iters']} it. | better baseline | x baseline | change |",
