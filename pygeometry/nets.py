@@ -211,7 +211,35 @@ def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm):
                          cut=cut or "conv5", fc=False, norm=norm)
 
 
-PAIR_INPUTS = ("stack", "difference")
+PAIR_INPUTS = ("stack", "difference", "correlation")
+# pair_input="correlation": a shared 3 x 3 convolution (conv0) of each image at the trunk's input resolution, and
+# the Correlation of the two (displacements up to PAIR_COST_DISPLACEMENT pixels), scaled like the images
+PAIR_COST_CHANNELS = 16
+PAIR_COST_DISPLACEMENT = 3
+
+
+def _pair_cost(n, src, tgt, lr_mult):
+    """The early-fusion cost volume (N, (2m + 1)^2, H, W) of the trunk's input images, m = PAIR_COST_DISPLACEMENT:
+    conv0 (3 x 3, PAIR_COST_CHANNELS, ReLU; shared by both images, on the images / INPUT_STD) then Correlation
+    (target's features against the source's, the mean over channels), times INPUT_STD so that conv1's He start
+    sees it at the images' scale. Unlike conv1's 4-pixel stride, it keeps every pixel's displacement."""
+    L, _ = _layers()
+    from .models import INPUT_STD
+
+    features = {}
+    for k, image in (("src", src), ("tgt", tgt)):
+        unit = L.Power(image, scale=1.0 / INPUT_STD)
+        setattr(n, f"{k}_unit", unit)
+        conv = L.Convolution(unit, kernel_size=3, pad=1, num_output=PAIR_COST_CHANNELS,
+                             param=[dict(name="conv0_w", lr_mult=lr_mult, decay_mult=1),
+                                    dict(name="conv0_b", lr_mult=2 * lr_mult, decay_mult=0)],
+                             weight_filler=dict(type="msra"), bias_filler=dict(type="constant", value=0))
+        setattr(n, f"{k}_conv0", conv)
+        features[k] = L.ReLU(conv, in_place=True)
+        setattr(n, f"{k}_relu0", features[k])
+    n.pair_cost = G.correlation(features["tgt"], features["src"], max_displacement=PAIR_COST_DISPLACEMENT)
+    n.pair_cost_scaled = L.Power(n.pair_cost, scale=INPUT_STD)
+    return n.pair_cost_scaled
 
 
 def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn",
@@ -225,6 +253,10 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
         # difference, which brightness constancy ties to the motion: tgt - src ~ -grad(I) . flow)
         n.pair_difference = L.Eltwise(tgt, src, operation=P.Eltwise.SUM, coeff=[1.0, -1.0])
         tgt = n.pair_difference
+    if kind == "early" and pair_input == "correlation":
+        extra = _pair_cost(n, src, tgt, lr_mult)
+        n.pair = L.Concat(src, tgt, extra, axis=1)  # source, target, then their cost volume
+        return _trunk(n, backbone, n.pair, in_channels=6 + (2 * PAIR_COST_DISPLACEMENT + 1) ** 2, **common)
     if kind == "early":
         if extra is not None:  # a 7th channel (the oracle depth input)
             n.pair = L.Concat(src, tgt, extra, axis=1)
@@ -289,7 +321,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         pair_input: how the early-fusion nets stack the pair: "stack" (source, then target: 6 channels) or
             "difference" (source, then target - source: the same information re-mixed linearly, so that conv1 sees
             the temporal difference that brightness constancy ties to the motion, not a small change on top of two
-            large appearances).
+            large appearances), or "correlation" (source, target, and their cost volume at the trunk's input
+            resolution, see _pair_cost: the early-fusion AlexNet nets read every pixel's displacement).
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -313,6 +346,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     if pair_input not in PAIR_INPUTS or (pair_input != "stack" and name not in EARLY_FUSION):
         raise ValueError(f"pair_input must be one of {PAIR_INPUTS} (not 'stack' only for the early-fusion nets "
                          f"{EARLY_FUSION}), got {pair_input!r} for {name!r}")
+    if pair_input == "correlation" and (backbone != "alexnet" or depth_input):
+        raise ValueError(f"pair_input 'correlation' is for the AlexNet early-fusion nets without depth_input")
     if depth_input and (name not in EARLY_FUSION or backbone != "alexnet"):
         raise ValueError(f"depth_input is for the early-fusion AlexNet nets {EARLY_FUSION}, not {name!r} with "
                          f"backbone {backbone!r}")

@@ -103,6 +103,11 @@ CONFIGS = {
                          ("--pair-input", "difference")),
     "supervised_difference": Config("supervised_early with --pair-input difference",
                                     ("--pair-input", "difference"), network="supervised_early_fusion"),
+    "pair_correlation": Config("reference with the pair's cost volume beside it (--pair-input correlation: a "
+                               "Correlation of shared 3 x 3 features at the trunk's input resolution, displacements "
+                               "up to 3 pixels, as conv1's extra input channels)", ("--pair-input", "correlation")),
+    "supervised_pair_correlation": Config("supervised_early with --pair-input correlation",
+                                          ("--pair-input", "correlation"), network="supervised_early_fusion"),
     "late_correlation": Config("late fusion with the photometric loss (siamese AlexNet) fused by a conv1 Correlation "
                                "(displacements up to 2 cells), else as reference", ("--correlation", "2"),
                                network="late_fusion_photometric"),
@@ -133,6 +138,9 @@ ABS = (
     ("difference", "reference", "the pair's form: source and target - source vs source and target"),
     ("supervised_difference", "supervised_early",
      "the pair's form for the supervised net: source and target - source vs source and target"),
+    ("pair_correlation", "reference", "early fusion with the pair's cost volume vs without"),
+    ("supervised_pair_correlation", "supervised_early",
+     "early fusion with the pair's cost volume vs without, for the supervised net"),
     ("late_correlation", "reference", "fusion with the photometric loss: late by a conv1 correlation vs early"),
     ("oracle_depth", "reference", "scale knowledge: the true depth as an input (oracle) vs the images alone"),
     ("supervised_oracle_depth", "supervised_early",

@@ -80,9 +80,10 @@ def parse_args(argv=None):
     p.add_argument("--correlation", type=int, default=None, metavar="M",
                    help="late-fusion nets: fuse the two images by a Correlation of their conv1 features (displacements "
                         "up to M cells) instead of concatenating conv5 features (default 0: no)")
-    p.add_argument("--pair-input", choices=("stack", "difference"), default=None,
-                   help="early fusion: stack source and target (default) or source and target - source (the "
-                        "temporal difference; the same 6 numbers per pixel, re-mixed)")
+    p.add_argument("--pair-input", choices=("stack", "difference", "correlation"), default=None,
+                   help="early fusion: stack source and target (default), source and target - source (the temporal "
+                        "difference; the same 6 numbers per pixel, re-mixed), or source, target and their "
+                        "cost volume at the trunk's input resolution (a Correlation of shared 3 x 3 features)")
     p.add_argument("--depth-input", action="store_true",
                    help="diagnostic oracle (early fusion): the target's true inverse depth is a 7th input channel, "
                         "so the net knows the scene's scale (the deploy net reads tgt_depth too)")
