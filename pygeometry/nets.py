@@ -347,7 +347,7 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         raise ValueError(f"pair_input must be one of {PAIR_INPUTS} (not 'stack' only for the early-fusion nets "
                          f"{EARLY_FUSION}), got {pair_input!r} for {name!r}")
     if pair_input == "correlation" and (backbone != "alexnet" or depth_input):
-        raise ValueError(f"pair_input 'correlation' is for the AlexNet early-fusion nets without depth_input")
+        raise ValueError("pair_input 'correlation' is for the AlexNet early-fusion nets without depth_input")
     if depth_input and (name not in EARLY_FUSION or backbone != "alexnet"):
         raise ValueError(f"depth_input is for the early-fusion AlexNet nets {EARLY_FUSION}, not {name!r} with "
                          f"backbone {backbone!r}")
