@@ -391,10 +391,9 @@ def test_pair_input_difference(tmp_path, tiny_split):
 
 def test_pair_input_correlation(tmp_path, tiny_split):
     """pair_input="correlation": conv1 reads source, target and the Correlation of their shared conv0 features (at the
-    trunk's input resolution, times INPUT_STD); conv0 is learned (its gradient is not zero); refused beside
+    trunk's input resolution, each channel normalised over the image); conv0 is learned (its gradient is not zero); refused beside
     depth_input and for the efficientnet backbone."""
     from pygeometry.kernels.correlation import correlation_forward
-    from pygeometry.models import INPUT_STD
     from pygeometry.nets import PAIR_COST_CHANNELS, PAIR_COST_DISPLACEMENT
 
     spec = pose_net("early_fusion_photometric", "train", source=str(tiny_split / "train.txt"), batch_size=4,
@@ -407,8 +406,11 @@ def test_pair_input_correlation(tmp_path, tiny_split):
     assert net.params["conv1"][0].data.shape[1] == 6 + channels
     expected = correlation_forward(net.blobs["tgt_conv0"].data.astype(np.float64),
                                    net.blobs["src_conv0"].data.astype(np.float64), PAIR_COST_DISPLACEMENT)
-    np.testing.assert_allclose(net.blobs["pair_cost_scaled"].data, INPUT_STD * expected, rtol=1e-4, atol=1e-3)
-    np.testing.assert_array_equal(net.blobs["pair"].data[:, 6:], net.blobs["pair_cost_scaled"].data)
+    np.testing.assert_allclose(net.blobs["pair_cost"].data, expected, rtol=1e-4, atol=1e-6)
+    centred = expected - expected.mean(axis=(2, 3), keepdims=True)
+    normalised = centred / (np.sqrt((centred ** 2).mean(axis=(2, 3), keepdims=True)) + 1e-9)
+    np.testing.assert_allclose(net.blobs["pair_cost_normalised"].data, normalised, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(net.blobs["pair"].data[:, 6:], net.blobs["pair_cost_normalised"].data)
     conv0 = [p for name, p in net.params.items() if name.endswith("conv0")]
     assert len(conv0) == 2 and conv0[0][0].data.shape[0] == PAIR_COST_CHANNELS and np.abs(conv0[0][0].diff).sum() > 0
     assert np.array_equal(conv0[0][0].data, conv0[1][0].data)  # shared by both images
