@@ -11,6 +11,8 @@ converted by scripts/convert_efficientnet_lite0.py, run here when models/ lacks 
     early_random          early fusion, random init
     late_imagenet_frozen  late fusion, ImageNet features frozen (only the pose head learns)
     early_alexnet         early fusion with make train's AlexNet conv1..conv5 trunk, random init (the reference)
+    late_alexnet_correlation  late fusion with make train's AlexNet, random init, the siamese conv1 features fused
+                          by a Correlation (train.py --correlation 2; the late fusion that learns, issue 16)
 each with --seeds seeds (Caffe's seed: head/trunk initialisation and data order). Every run is a
 scripts/train.py run in <runs>/<experiment>/seed<k>/ with --resume auto, so an interrupted report resumes, and
 a finished run (result.json, and run.json with the same settings) is reused, not retrained.
@@ -65,6 +67,8 @@ EXPERIMENTS = (
                label="late fusion, ImageNet, frozen (head only)"),
     Experiment("early_alexnet", "early_fusion_photometric", False, backbone="alexnet",
                label="early fusion, AlexNet conv1-5, random init (make train's net)"),
+    Experiment("late_alexnet_correlation", "late_fusion_photometric", False, backbone="alexnet",
+               options=("--correlation", "2"), label="late fusion, AlexNet, conv1 features correlated, random init"),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 

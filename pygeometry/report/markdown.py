@@ -65,7 +65,9 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
          f"- Every run: {args.iters} iterations of Adam (lr {args.lr}), batch 8, scripts/train.py; the trunk is "
          f"fed {args.downsample}x{args.downsample} block averages of the images; pose head, output scales and "
          f"multi-scale photometric loss as `make train`. Trunk: EfficientNet-Lite0 cut at {args.cut} (stride 16), "
-         f"except `early_alexnet`, which is make train's AlexNet conv1..conv5 (random init) for reference. Seeds "
+         f"except `early_alexnet`, which is make train's AlexNet conv1..conv5 (random init) for reference, and "
+         f"`late_alexnet_correlation`, the same AlexNet as a siamese pair whose conv1 features meet in a "
+         f"Correlation (displacements up to 2 cells; train.py --correlation 2). Seeds "
          f"{seeds} (Caffe's random seed: initialisation of what is not loaded, and data order).",
          "- ImageNet init: the EfficientNet-Lite0 ImageNet weights converted by scripts/convert_efficientnet_lite0.py "
          "(early fusion: the 3-channel stem copied to both halves of a 6-channel stem and halved). Random init: "
@@ -119,7 +121,9 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
              ("late_imagenet_frozen", "late_imagenet", "late fusion, frozen ImageNet features vs fine-tuned"),
              ("early_imagenet", "late_imagenet", "ImageNet init, early vs late fusion"),
              ("early_random", "late_random", "random init, early vs late fusion"),
-             ("late_imagenet", "supervised", "late fusion ImageNet, photometric vs supervised")]
+             ("late_imagenet", "supervised", "late fusion ImageNet, photometric vs supervised"),
+             ("early_alexnet", "late_alexnet_correlation", "AlexNet, random init, early fusion vs late fusion by "
+              "correlation")]
     for a, b, what in pairs:
         if a in names and b in names:
             for m, unit in (("rotation_deg", "deg"), ("translation_m", "m")):

@@ -36,6 +36,7 @@ class Experiment:
     frozen: bool = False
     label: str = ""
     backbone: str = "efficientnet"
+    options: tuple = ()  # further scripts/train.py options of this experiment
 
     @property
     def fusion(self):
@@ -63,7 +64,7 @@ def train_command(args, exp: Experiment, seed: int) -> list[str]:
         cmd += ["--weights", str(args.weights)]
     if exp.frozen:
         cmd += ["--trunk-lr-mult", "0"]
-    return cmd
+    return cmd + list(exp.options)
 
 
 def settings_of(cmd: list[str]) -> list[str]:
