@@ -45,6 +45,9 @@ DATASETS = {"synthetic": [], "synthetic_x4": ["--train", "6400"], "handheld": ["
             "synthetic_srcdepth": ["--src-depth"]}
 
 
+DIVERGED = 10.0  # a run whose test translation error exceeds this many times the identity's has diverged
+
+
 @dataclass(frozen=True)
 class Config:
     label: str
@@ -257,6 +260,13 @@ def markdown(results: dict, args) -> str:
                   for k in ("translation_m", "rotation_deg")]
         lines.append(f"- `{name}`: translation {ratios[0]:.2f}x, rotation {ratios[1]:.2f}x"
                      + (" (overfits)" if max(ratios) > 1.5 else ""))
+    diverged = {name: sum(t > DIVERGED * i for t, i in zip(e["test"]["network"]["translation_m"],
+                                                            e["test"]["identity"]["translation_m"]))
+                for name, e in results.items()}
+    if any(diverged.values()):
+        lines += ["", f"Diverged runs (rule: test translation error above {DIVERGED:g}x the identity's):", ""]
+        lines += [f"- `{name}`: {k} of {len(results[name]['seeds'])} seeds diverged" for name, k in diverged.items()
+                  if k]
     lines += ["", "What each lever did, by rule (a vs b on the test split: the change of the seed-mean error; **bold** "
               "when beyond 2 Welch standard errors over seeds, pygeometry/stats.py `significant`; the sentences "
               "below give the numbers):", "",

@@ -41,6 +41,8 @@ def test_report_from_finished_runs(tmp_path):
     for seed, scale in ((1, 0.10), (2, 0.11)):
         _fake_run(args, "batchnorm", seed, scale, 0.09)
     _fake_run(args, "lr1e-3", 1, 0.3, 0.3)  # one seed of two: not reported
+    for seed, scale in ((1, 0.2), (2, 20.0)):  # the second seed diverged (20 > 10 x the identity's 1.0)
+        _fake_run(args, "dropout", seed, scale, scale)
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "diagnose.py"), "--no-train", "--runs",
                            str(args.runs), "--results", str(args.results), "--data-root", str(args.data_root),
                            "--seeds", "1", "2"], capture_output=True, text=True)
@@ -58,6 +60,8 @@ def test_report_from_finished_runs(tmp_path):
     # the summary table: one row per A/B with both runs finished, verdicts by the same rule
     assert "| normalisation: batch norm vs LRN (`batchnorm` vs `reference`) | **-50% lower** | **-50% lower** |" in text
     assert "(`lr1e-3` vs `reference`)" not in text
+    assert "Diverged runs (rule: test translation error above 10x the identity's):\n\n- `dropout`: 1 of 2 seeds " \
+           "diverged\n" in text and "`reference`: 0 of" not in text
     assert "| baseline on synthetic: mean training pose | 0.5 | 2.5 | 1.5 | 2 |" in text
     saved = json.loads((args.results / "diagnosis.json").read_text())
     assert saved["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
