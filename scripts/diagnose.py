@@ -90,8 +90,8 @@ CONFIGS = {
     "supervised_full_res": Config("supervised_early with the trunk at full resolution, 64 x 208 (--downsample 1: "
                                   "every motion twice as many trunk pixels)", ("--downsample", "1"),
                                   network="supervised_early_fusion"),
-    "make_train_x4": Config("make train's recipe on 4x the training pairs (6400; one seed)",
-                            ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=8000, seeds=(1,)),
+    "make_train_x4": Config("make train's recipe on 4x the training pairs (6400)",
+                            ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=8000, seeds=(1, 2, 3)),
     "supervised_late": Config("late fusion (siamese AlexNet, conv5 features concatenated) regressing the ground-truth "
                               "pose, else as reference (one seed)", network="supervised_pose", seeds=(1,)),
     "supervised_late_correlation": Config("supervised_late fused by a Correlation of the conv1 features "
@@ -127,8 +127,7 @@ ABS = (
     ("mirror_colour", "mirror", "augmentation: recolouring on top of mirroring"),
     ("make_train", "mirror_colour", "compute with augmentation: 8000 vs 3000 iterations"),
     ("long", "make_train", "compute: 10x make train's iterations (one seed, so no difference can count)"),
-    ("make_train_x4", "make_train", "data size with make train's recipe: 6400 vs 1600 pairs (one seed, so no "
-     "difference can count)"),
+    ("make_train_x4", "make_train", "data size with make train's recipe: 6400 vs 1600 pairs"),
     ("supervised_early", "reference", "the loss: supervised pose vs photometric, same early-fusion net"),
     ("reverse", "reference", "augmentation: pairs read backwards (driving forward and backward) vs none"),
     ("batch16", "reference", "batch size: 16 vs 8, the same pairs seen"),
