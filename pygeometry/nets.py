@@ -174,14 +174,14 @@ def check_image_size(height: int, width: int, downsample: int = 1, scales=()) ->
 
 
 def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_channels=3, cut=None,
-           input_size=None, norm="lrn"):
+           input_size=None, norm="lrn", conv1_pad=0):
     if backbone == "alexnet":
         return alexnet_trunk(n, data, prefix=prefix, share=share, fc=fc, lr_mult=lr_mult, in_channels=in_channels,
-                             cut=cut or ("pool5" if fc else "conv5"), norm=norm)
+                             cut=cut or ("pool5" if fc else "conv5"), norm=norm, conv1_pad=conv1_pad)
     from . import efficientnet as E
 
-    if fc or norm != "lrn":
-        raise ValueError("fc and norm apply to the alexnet backbone only")
+    if fc or norm != "lrn" or conv1_pad:
+        raise ValueError("fc, norm and conv1_pad apply to the alexnet backbone only")
     return E.efficientnet_lite0_trunk(n, data, prefix=prefix, share=share, cut=cut or E.DEFAULT_CUT,
                                       lr_mult=lr_mult, in_channels=in_channels, input_size=input_size)
 
@@ -247,9 +247,9 @@ def _pair_cost(n, src, tgt, lr_mult):
 
 
 def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet", input_size=None, norm="lrn",
-                    extra=None, correlation=0, pair_input="stack"):
+                    extra=None, correlation=0, pair_input="stack", conv1_pad=0):
     L, P = _layers()
-    common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm)
+    common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm, conv1_pad=conv1_pad)
     if correlation:
         return _correlation_features(n, src, tgt, correlation, lr_mult, cut, norm)
     if kind == "early" and pair_input == "difference":
@@ -277,7 +277,7 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
              trunk_lr_mult=1.0, rotation_weight=100.0, blur_sizes=(), scales=(2, 4, 8), scale_t=POSE_SCALE_T,
              scale_w=POSE_SCALE_W, backbone="alexnet", cut=None, downsample=2, norm="lrn", dropout=0.0,
              mirror=0.0, mirror_seed=0, colour=0.0, reverse=0.0, depth_input=False, correlation=0,
-             pair_input="stack"):
+             pair_input="stack", conv1_pad=0):
     """NetSpec of a pose network.
 
     Args:
@@ -327,6 +327,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             the temporal difference that brightness constancy ties to the motion, not a small change on top of two
             large appearances), or "correlation" (source, target, and their cost volume at the trunk's input
             resolution, see _pair_cost: the early-fusion AlexNet nets read every pixel's displacement).
+        conv1_pad: the AlexNet trunk's conv1 zero padding (BVLC: 0; 5 keeps the layout: conv1 at exactly 1/4 of the
+            trunk's input, 8 x 26 cells instead of 6 x 24 at 32 x 104, and conv5 2 x 6 instead of 1 x 6).
 
     Raises:
         ValueError: an unknown name, phase or backbone, or an image size that downsample or a loss scale does not
@@ -413,7 +415,7 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
         n.tgt_inv_depth = L.Power(depth, power=-1.0, shift=0.1)
         extra = n.tgt_depth_input = L.Power(n.tgt_inv_depth, scale=DEPTH_INPUT_SCALE, shift=-DEPTH_INPUT_SHIFT)
     features = _trunk_features(n, kind, src, tgt, fc, trunk_lr_mult, cut=cut, backbone=backbone, extra=extra,
-                               correlation=correlation, pair_input=pair_input,
+                               correlation=correlation, pair_input=pair_input, conv1_pad=conv1_pad,
                                input_size=(height // downsample, width // downsample), norm=norm)
     xi = pose_head(n, features, scale_t=scale_t, scale_w=scale_w, dropout=dropout)
     if phase == "deploy":

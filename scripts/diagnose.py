@@ -111,6 +111,8 @@ CONFIGS = {
                                "up to 3 pixels, as conv1's extra input channels)", ("--pair-input", "correlation")),
     "supervised_pair_correlation": Config("supervised_early with --pair-input correlation",
                                           ("--pair-input", "correlation"), network="supervised_early_fusion"),
+    "conv1_pad": Config("reference with conv1 padded by 5 (--conv1-pad 5: conv1 8 x 26 cells, conv5 2 x 6 instead of "
+                        "1 x 6: more of the layout the motion moves reaches the head)", ("--conv1-pad", "5")),
     "late_correlation": Config("late fusion with the photometric loss (siamese AlexNet) fused by a conv1 Correlation "
                                "(displacements up to 2 cells), else as reference (3 seeds: issue 16's late-fusion "
                                "target)", ("--correlation", "2"), network="late_fusion_photometric", seeds=(1, 2, 3)),
@@ -143,6 +145,7 @@ ABS = (
     ("pair_correlation", "reference", "early fusion with the pair's cost volume vs without"),
     ("supervised_pair_correlation", "supervised_early",
      "early fusion with the pair's cost volume vs without, for the supervised net"),
+    ("conv1_pad", "reference", "the trunk's layout: conv1 padded by 5 (conv5 2 x 6) vs BVLC's 0 (1 x 6)"),
     ("late_correlation", "reference", "fusion with the photometric loss: late by a conv1 correlation vs early"),
     ("oracle_depth", "reference", "scale knowledge: the true depth as an input (oracle) vs the images alone"),
     ("supervised_oracle_depth", "supervised_early",

@@ -84,6 +84,8 @@ def parse_args(argv=None):
                    help="early fusion: stack source and target (default), source and target - source (the temporal "
                         "difference; the same 6 numbers per pixel, re-mixed), or source, target and their "
                         "cost volume at the trunk's input resolution (a Correlation of shared 3 x 3 features)")
+    p.add_argument("--conv1-pad", type=int, default=None,
+                   help="AlexNet trunk: conv1's zero padding (default 0, BVLC's; 5 keeps conv1 at 1/4 of the input)")
     p.add_argument("--depth-input", action="store_true",
                    help="diagnostic oracle (early fusion): the target's true inverse depth is a 7th input channel, "
                         "so the net knows the scene's scale (the deploy net reads tgt_depth too)")
@@ -121,7 +123,7 @@ def write_nets(args, out: Path, height: int, width: int):
                        ("norm", args.norm), ("dropout", args.dropout), ("mirror", args.mirror),
                        ("colour", args.colour), ("reverse", args.reverse),
                        ("depth_input", args.depth_input or None), ("correlation", args.correlation),
-                       ("pair_input", args.pair_input)):
+                       ("pair_input", args.pair_input), ("conv1_pad", args.conv1_pad)):
         if value is not None:
             common[key] = tuple(value) if isinstance(value, list) else value
     files = {}

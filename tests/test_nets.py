@@ -416,3 +416,18 @@ def test_pair_input_correlation(tmp_path, tiny_split):
     assert np.array_equal(conv0[0][0].data, conv0[1][0].data)  # shared by both images
     with pytest.raises(ValueError, match="'correlation' is for the AlexNet early-fusion nets without depth_input"):
         pose_net("early_fusion_photometric", "train", source="x", pair_input="correlation", depth_input=True)
+
+
+def test_conv1_pad_keeps_the_layout(tmp_path):
+    """conv1_pad=5: conv1 at exactly 1/4 of the trunk's 32 x 104 input and conv5 2 x 6 (BVLC's 0: 6 x 24 and 1 x 6);
+    the weights' shapes do not change; refused for the efficientnet backbone."""
+    shapes = {}
+    for pad in (0, 5):
+        net = _net(tmp_path, pose_net("early_fusion_photometric", "deploy", batch_size=1, conv1_pad=pad), caffe.TEST)
+        shapes[pad] = {k: net.blobs[k].data.shape[2:] for k in ("conv1", "conv5")}
+        shapes[pad]["conv1_w"] = net.params["conv1"][0].data.shape
+    assert shapes[0]["conv1"] == (6, 24) and shapes[0]["conv5"] == (1, 6)
+    assert shapes[5]["conv1"] == (8, 26) and shapes[5]["conv5"] == (2, 6)
+    assert shapes[0]["conv1_w"] == shapes[5]["conv1_w"]
+    with pytest.raises(ValueError, match="conv1_pad apply to the alexnet backbone only"):
+        pose_net("early_fusion_photometric", "deploy", backbone="efficientnet", conv1_pad=5)
