@@ -180,8 +180,10 @@ def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_
                              cut=cut or ("pool5" if fc else "conv5"), norm=norm, conv1_pad=conv1_pad)
     from . import efficientnet as E
 
-    if fc or norm != "lrn" or conv1_pad:
-        raise ValueError("fc, norm and conv1_pad apply to the alexnet backbone only")
+    if fc or norm != "lrn":
+        raise ValueError("fc and norm apply to the alexnet backbone only")
+    if conv1_pad:
+        raise ValueError("conv1_pad applies to the alexnet backbone only")
     return E.efficientnet_lite0_trunk(n, data, prefix=prefix, share=share, cut=cut or E.DEFAULT_CUT,
                                       lr_mult=lr_mult, in_channels=in_channels, input_size=input_size)
 
