@@ -93,6 +93,9 @@ CONFIGS = {
     "supervised_full_res": Config("supervised_early with the trunk at full resolution, 64 x 208 (--downsample 1: "
                                   "every motion twice as many trunk pixels)", ("--downsample", "1"),
                                   network="supervised_early_fusion"),
+    "supervised_full_res_x4": Config("supervised_x4 with the trunk at full resolution (--downsample 1): does "
+                                     "resolution help once 4x the pairs curb the memorising?", ("--downsample", "1"),
+                                     network="supervised_early_fusion", data="synthetic_x4"),
     "make_train_x4": Config("make train's recipe on 4x the training pairs (6400)",
                             ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=8000, seeds=(1, 2, 3)),
     "supervised_late": Config("late fusion (siamese AlexNet, conv5 features concatenated) regressing the ground-truth "
@@ -140,6 +143,8 @@ ABS = (
     ("batch16", "reference", "batch size: 16 vs 8, the same pairs seen"),
     ("supervised_x4", "supervised_early", "data size for the supervised net: 6400 vs 1600 training pairs"),
     ("supervised_full_res", "supervised_early", "input resolution for the supervised net: 64 x 208 vs 32 x 104"),
+    ("supervised_full_res_x4", "supervised_x4",
+     "input resolution for the supervised net on 6400 pairs: 64 x 208 vs 32 x 104"),
     ("supervised_late", "supervised_early", "fusion for the supervised net: late (conv5 concatenated) vs early (one "
      "seed of late, so no difference can count)"),
     ("supervised_late_correlation", "supervised_late",
