@@ -96,6 +96,8 @@ CONFIGS = {
     "supervised_full_res_x4": Config("supervised_x4 with the trunk at full resolution (--downsample 1): does "
                                      "resolution help once 4x the pairs curb the memorising?", ("--downsample", "1"),
                                      network="supervised_early_fusion", data="synthetic_x4"),
+    "make_train_lr5e-4": Config("make train's recipe with Adam 5e-4", ("--mirror", "0.5", "--colour", "0.2", "--lr",
+                                "5e-4"), iters=8000, seeds=(1, 2, 3)),
     "make_train_x4": Config("make train's recipe on 4x the training pairs (6400)",
                             ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=8000, seeds=(1, 2, 3)),
     "supervised_late": Config("late fusion (siamese AlexNet, conv5 features concatenated) regressing the ground-truth "
@@ -137,6 +139,7 @@ ABS = (
     ("mirror_colour", "mirror", "augmentation: recolouring on top of mirroring"),
     ("make_train", "mirror_colour", "compute with augmentation: 8000 vs 3000 iterations"),
     ("long", "make_train", "compute: 10x make train's iterations (one seed, so no difference can count)"),
+    ("make_train_lr5e-4", "make_train", "learning rate with make train's recipe: 5e-4 vs 2e-4"),
     ("make_train_x4", "make_train", "data size with make train's recipe: 6400 vs 1600 pairs"),
     ("supervised_early", "reference", "the loss: supervised pose vs photometric, same early-fusion net"),
     ("reverse", "reference", "augmentation: pairs read backwards (driving forward and backward) vs none"),
