@@ -354,6 +354,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     if pair_input not in PAIR_INPUTS or (pair_input != "stack" and name not in EARLY_FUSION):
         raise ValueError(f"pair_input must be one of {PAIR_INPUTS} (not 'stack' only for the early-fusion nets "
                          f"{EARLY_FUSION}), got {pair_input!r} for {name!r}")
+    if isinstance(conv1_pad, bool) or not isinstance(conv1_pad, numbers.Integral) or conv1_pad < 0:
+        raise ValueError(f"conv1_pad must be an integer >= 0, got {conv1_pad!r}")
     if pair_input == "correlation" and (backbone != "alexnet" or depth_input):
         raise ValueError("pair_input 'correlation' is for the AlexNet early-fusion nets without depth_input")
     if depth_input and (name not in EARLY_FUSION or backbone != "alexnet"):

@@ -429,5 +429,8 @@ def test_conv1_pad_keeps_the_layout(tmp_path):
     assert shapes[0]["conv1"] == (6, 24) and shapes[0]["conv5"] == (1, 6)
     assert shapes[5]["conv1"] == (8, 26) and shapes[5]["conv5"] == (2, 6)
     assert shapes[0]["conv1_w"] == shapes[5]["conv1_w"]
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="conv1_pad must be an integer >= 0"):
+            pose_net("early_fusion_photometric", "deploy", conv1_pad=bad)
     with pytest.raises(ValueError, match="conv1_pad applies to the alexnet backbone only"):
         pose_net("early_fusion_photometric", "deploy", backbone="efficientnet", conv1_pad=5)
