@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .kernels.mirror import POSE_SIGNS
 from .progress import progress_bar
 
 
@@ -48,10 +49,25 @@ def load_net(deploy: Path, weights: Path, height: int, width: int, split, batch:
     return net
 
 
-def predict(net, src, tgt, batch: int, progress=True, tgt_depth=None) -> np.ndarray:
+def predict(net, src, tgt, batch: int, progress=True, tgt_depth=None, mirror_average=False) -> np.ndarray:
     """Poses xi (N, 6) float64 of the pairs src, tgt (N, 3, H, W) through a net from load_net, `batch` at a time
     (the last batch is padded with zeros and the padding dropped); InferenceError for NaN/inf predictions.
-    tgt_depth (N, 1, H, W): the target depths, for a net with that input (an oracle net), else unused."""
+    tgt_depth (N, 1, H, W): the target depths, for a net with that input (an oracle net), else unused.
+
+    mirror_average: also predict every pair mirrored left-right and average the two, the mirrored prediction mapped
+    back by kernels.mirror.POSE_SIGNS (Monodepth's post-processing, for pose): twice the forward passes, and a
+    prediction that is exactly mirror-equivariant. Exact geometry when the principal point is at the image's centre,
+    cx = (W - 1) / 2 (the renderer's default_K); otherwise the mirrored pair is one of a camera with cx' = W - 1 - cx.
+    """
+    xi = _predict_once(net, src, tgt, batch, progress, tgt_depth)
+    if mirror_average:
+        flip = (lambda a: None if a is None else np.ascontiguousarray(np.asarray(a)[..., ::-1]))
+        xi_mirrored = _predict_once(net, flip(src), flip(tgt), batch, progress, flip(tgt_depth))
+        xi = 0.5 * (xi + xi_mirrored * POSE_SIGNS)
+    return xi
+
+
+def _predict_once(net, src, tgt, batch, progress, tgt_depth) -> np.ndarray:
     n = len(src)
     xi = np.zeros((n, 6))
     inputs = {"src": src, "tgt": tgt}

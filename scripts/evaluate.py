@@ -7,6 +7,8 @@ the project's HDF5 format (a list file, one .h5 file, or a dataset folder, whose
 
 Methods (each on every pair of the split):
     network                 the net's prediction (batched forward; the last batch is padded and the padding dropped)
+    network, mirror-averaged  --mirror-average: the mean of the net's pose for the pair and the pose for the pair
+                            mirrored left-right, mapped back (Monodepth's post-processing; pygeometry.inference.predict)
     network + refinement    --refine N: Levenberg-Marquardt on the photometric error from the network's pose
                             (pygeometry/refine.py; from the identity with --no-net)
     identity                zero motion
@@ -56,6 +58,7 @@ from pygeometry.poses import pose_vector_from_matrix  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
 
 PHOTOMETRIC = "photometric_l1"
+MIRROR_AVERAGED = "network, mirror-averaged"
 COLUMNS = ev.METRICS + (PHOTOMETRIC,)
 SHORT = {"translation_m": "t (m)", "translation_pct": "t (%)", "translation_dir_deg": "t dir (deg)",
          "translation_scaled_m": "t scaled (m)", "rotation_deg": "rot (deg)", PHOTOMETRIC: "photo L1"}
@@ -83,6 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--refine", type=int, default=0, metavar="N",
                    help="photometric refinement: N Levenberg-Marquardt trials per pyramid level (0 = off)")
     p.add_argument("--refine-levels", type=int, default=5, help="pyramid levels of the refinement (default 5)")
+    p.add_argument("--mirror-average", action="store_true",
+                   help="also report 'network, mirror-averaged': each pair predicted as given and mirrored "
+                        "left-right, the two poses averaged (Monodepth's post-processing; twice the forward passes)")
     p.add_argument("--batch-size", type=int, default=8, help="forward batch size (default 8)")
     p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of the split")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -175,6 +181,11 @@ def evaluate(args) -> dict:
         xi_net = predict(net, data["src"], data["tgt"], args.batch_size, progress)
         poses["network"] = ev.se3_forward(xi_net)
         extra["network"] = {"time_s": np.full(n, (time.perf_counter() - t0) / n)}
+        if args.mirror_average:
+            t0 = time.perf_counter()
+            poses[MIRROR_AVERAGED] = ev.se3_forward(predict(net, data["src"], data["tgt"], args.batch_size, progress,
+                                                            mirror_average=True))
+            extra[MIRROR_AVERAGED] = {"time_s": np.full(n, (time.perf_counter() - t0) / n)}
         summary.update(deploy=str(args.deploy), weights=str(weights))
     poses["identity"] = np.tile(np.eye(4), (n, 1, 1))
     if args.train_split:

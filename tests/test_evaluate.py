@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from pygeometry import evaluation as ev
+from pygeometry.kernels.mirror import POSE_SIGNS
 from pygeometry.kernels.photometric import photometric_forward
 from pygeometry.kernels.se3 import se3_forward
 from pygeometry.poses import pose_vector_from_matrix
@@ -257,21 +258,27 @@ def test_evaluate_a_network_with_partial_batches_and_a_sequence(tmp_path, tiny_s
         f["tgt_time"], f["src_time"] = 1e9 + 0.1 * np.arange(4), 1e9 + 0.1 * np.arange(1, 5)
     out = tmp_path / "eval"
     summary = evaluate_script.main(["--deploy", str(deploy), "--snapshot-prefix", str(tmp_path / "snap"), "--split",
-                                    str(seq), "--batch-size", "3", "--no-classical", "--out", str(out),
-                                    "--no-progress"])
+                                    str(seq), "--batch-size", "3", "--no-classical", "--mirror-average", "--out",
+                                    str(out), "--no-progress"])
     assert summary["weights"] == str(weights)
-    rows = [r for r in _read_csv(out / "per_pair.csv") if r["method"] == "network"]
-    xi_csv = np.array([[float(r[k]) for k in ("tx", "ty", "tz", "wx", "wy", "wz")] for r in rows])
-    # Reference: one pair at a time through the same net (batch 1), no padding involved.
+    rows = _read_csv(out / "per_pair.csv")
+    xi_csv = {m: np.array([[float(r[k]) for k in ("tx", "ty", "tz", "wx", "wy", "wz")] for r in rows
+                           if r["method"] == m]) for m in ("network", "network, mirror-averaged")}
+    # Reference: one pair at a time through the same net (batch 1), no padding involved; and mirrored.
     net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
-    ref = []
+    raw, raw_mirrored = [], []
     for i in range(4):
-        net.blobs["src"].data[...] = data["src"][i]
-        net.blobs["tgt"].data[...] = data["tgt"][i]
-        ref.append(net.forward()["xi"][0].copy())
-    ref = pose_vector_from_matrix(se3_forward(np.array(ref, np.float64)))
+        for flip, out_list in ((False, raw), (True, raw_mirrored)):
+            net.blobs["src"].data[...] = data["src"][i][..., ::-1] if flip else data["src"][i]
+            net.blobs["tgt"].data[...] = data["tgt"][i][..., ::-1] if flip else data["tgt"][i]
+            out_list.append(net.forward()["xi"][0].copy())
+    raw, raw_mirrored = np.array(raw, np.float64), np.array(raw_mirrored, np.float64)
+    ref = pose_vector_from_matrix(se3_forward(raw))
     assert np.abs(ref).max() > 1e-3
-    np.testing.assert_allclose(xi_csv, ref, atol=1e-5)
+    np.testing.assert_allclose(xi_csv["network"], ref, atol=1e-5)
+    averaged = pose_vector_from_matrix(se3_forward(0.5 * (raw + raw_mirrored * POSE_SIGNS)))
+    np.testing.assert_allclose(xi_csv["network, mirror-averaged"], averaged, atol=1e-5)
+    assert not np.allclose(averaged, ref, atol=1e-4)
     traj = summary["trajectories"]
     assert len(traj) == 1 and traj[0]["pairs"] == 4
     m = traj[0]["methods"]["network"]

@@ -434,3 +434,26 @@ def test_conv1_pad_keeps_the_layout(tmp_path):
             pose_net("early_fusion_photometric", "deploy", conv1_pad=bad)
     with pytest.raises(ValueError, match="conv1_pad applies to the alexnet backbone only"):
         pose_net("early_fusion_photometric", "deploy", backbone="efficientnet", conv1_pad=5)
+
+
+def test_mirror_averaged_prediction_is_mirror_equivariant(tmp_path):
+    """predict(mirror_average=True) is the mean of the pose of the pair and the pose of the mirrored pair mapped back
+    by POSE_SIGNS, so mirroring the input mirrors the output exactly; the plain prediction of an untrained net is
+    not equivariant (else the test could not tell)."""
+    from pygeometry.inference import load_net, predict
+    from pygeometry.kernels.mirror import POSE_SIGNS
+
+    deploy = tmp_path / "deploy.prototxt"
+    deploy.write_text(str(pose_net("early_fusion_photometric", "deploy", batch_size=2, height=48, width=80).to_proto()))
+    weights = tmp_path / "w.caffemodel"
+    caffe.Net(str(deploy), caffe.TEST).save(str(weights))
+    net = load_net(deploy, weights, 48, 80, "tiny", 2)
+    rng = np.random.default_rng(0)
+    src, tgt = rng.uniform(size=(3, 3, 48, 80)), rng.uniform(size=(3, 3, 48, 80))
+    src_m, tgt_m = src[..., ::-1].copy(), tgt[..., ::-1].copy()
+    plain, plain_m = predict(net, src, tgt, 2, False), predict(net, src_m, tgt_m, 2, False)
+    averaged, averaged_m = predict(net, src, tgt, 2, False, mirror_average=True), \
+        predict(net, src_m, tgt_m, 2, False, mirror_average=True)
+    np.testing.assert_allclose(averaged, 0.5 * (plain + plain_m * POSE_SIGNS), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(averaged_m, averaged * POSE_SIGNS, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(plain_m, plain * POSE_SIGNS, rtol=1e-3, atol=1e-6)
