@@ -100,6 +100,12 @@ CONFIGS = {
                                 "5e-4"), iters=8000, seeds=(1, 2, 3)),
     "make_train_x4": Config("make train's recipe on 4x the training pairs (6400)",
                             ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=8000, seeds=(1, 2, 3)),
+    "long_x4": Config("make_train_x4 with 4x its iterations (32000): compute and data together, beyond make train's "
+                      "15 minutes", ("--mirror", "0.5", "--colour", "0.2"), data="synthetic_x4", iters=32000,
+                      seeds=(1, 2)),
+    "supervised_x4_long": Config("supervised_x4 with 4x its iterations (12000): compute and data together for the "
+                                 "supervised net", data="synthetic_x4", network="supervised_early_fusion", iters=12000,
+                                 seeds=(1, 2)),
     "supervised_late": Config("late fusion (siamese AlexNet, conv5 features concatenated) regressing the ground-truth "
                               "pose, else as reference (one seed)", network="supervised_pose", seeds=(1,)),
     "supervised_late_correlation": Config("supervised_late fused by a Correlation of the conv1 features "
@@ -141,6 +147,8 @@ ABS = (
     ("long", "make_train", "compute: 10x make train's iterations (one seed, so no difference can count)"),
     ("make_train_lr5e-4", "make_train", "learning rate with make train's recipe: 5e-4 vs 2e-4"),
     ("make_train_x4", "make_train", "data size with make train's recipe: 6400 vs 1600 pairs"),
+    ("long_x4", "make_train_x4", "compute on 6400 pairs: 32000 vs 8000 iterations"),
+    ("supervised_x4_long", "supervised_x4", "compute on 6400 pairs for the supervised net: 12000 vs 3000 iterations"),
     ("supervised_early", "reference", "the loss: supervised pose vs photometric, same early-fusion net"),
     ("reverse", "reference", "augmentation: pairs read backwards (driving forward and backward) vs none"),
     ("batch16", "reference", "batch size: 16 vs 8, the same pairs seen"),
