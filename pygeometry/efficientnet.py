@@ -155,8 +155,9 @@ def load_class_names(path: Path = CLASS_NAMES_FILE) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- NetSpec
 def efficientnet_lite0_trunk(n, data, prefix="", share=False, cut=DEFAULT_CUT, lr_mult=1.0, in_channels=3,
-                             input_size=None):
-    """Add EfficientNet-Lite0 from the stem up to `cut` on `data` to NetSpec `n`; returns the last top.
+                             input_size=None, start=None):
+    """Add EfficientNet-Lite0 from the stem (or from block `start`) up to `cut` on `data` to NetSpec `n`; returns
+    the last top.
 
     Args:
         n: caffe.NetSpec.
@@ -170,9 +171,14 @@ def efficientnet_lite0_trunk(n, data, prefix="", share=False, cut=DEFAULT_CUT, l
             the batch-norm statistics never learn (lr_mult 0, use_global_stats true).
         in_channels: 3 (one image) or 6 (early fusion); Caffe infers the stem's input channels from `data`, this
             only documents and checks the intent (init a 6-channel stem with `early_fusion_stem`).
-        input_size: (H, W) of `data`. Given, every stride-2 conv pads exactly as TF 'SAME' (symmetric k//2 on an
-            odd side); None assumes even sides at every stride-2 conv, exact when H and W are multiples of the
-            cut's stride (else the grid of an odd-sized map sits one pixel off TF's; sizes are the same).
+        input_size: (H, W) of the image the trunk sees (`data` itself unless `start`). Given, every stride-2 conv
+            pads exactly as TF 'SAME' (symmetric k//2 on an odd side); None assumes even sides at every stride-2
+            conv, exact when H and W are multiples of the cut's stride (else the grid of an odd-sized map sits one
+            pixel off TF's; sizes are the same).
+        start: None (data is the image) or "block1".."block15": data is the input of that block, (N, its
+            in_channels, ceil(H/s), ceil(W/s)) at the total stride s before it, and the trunk continues from there
+            with the same layer names (so converted weights fill the blocks from `start` on); in_channels is then
+            that block's input channels.
 
     Returns:
         The top of the cut (the residual sum, the project BN/Scale output, or the head's ReLU6).
@@ -181,9 +187,21 @@ def efficientnet_lite0_trunk(n, data, prefix="", share=False, cut=DEFAULT_CUT, l
 
     if cut not in CUTS:
         raise ValueError(f"unknown cut {cut!r}; known: block0..block{len(BLOCKS) - 1}, head")
-    if in_channels not in (3, 6):
+    first = 0  # the first block built
+    if start is not None:
+        if start not in CUTS or start in ("block0", "head"):
+            raise ValueError(f"unknown start {start!r}; known: block1..block{len(BLOCKS) - 1}")
+        first = int(start[len("block"):])
+        if cut != "head" and int(cut[len("block"):]) < first:
+            raise ValueError(f"cut {cut!r} comes before start {start!r}")
+        if in_channels != BLOCKS[first].in_channels:
+            raise ValueError(f"a trunk starting at {start} reads {BLOCKS[first].in_channels} channels, got "
+                             f"in_channels {in_channels}")
+    elif in_channels not in (3, 6):
         raise ValueError(f"in_channels must be 3 or 6 (early fusion), got {in_channels}")
-    refs = {1: data}  # crop references: shape (.., ceil(H/s), ceil(W/s)) at total stride s
+    # crop references: shape (.., ceil(H/s), ceil(W/s)) at total stride s
+    stride = 1 if start is None else BLOCKS[first].out_stride // BLOCKS[first].stride
+    refs = {stride: data}
     if input_size is not None:
         input_size = tuple(int(v) for v in input_size)
         if len(input_size) != 2 or min(input_size) < 1:
@@ -241,9 +259,12 @@ def efficientnet_lite0_trunk(n, data, prefix="", share=False, cut=DEFAULT_CUT, l
         setattr(n, prefix + name + "_relu", out)
         return out
 
-    x = conv_bn(data, "conv_stem", STEM_CHANNELS, 3, 2, 2)
-    stride = 2
-    for b in BLOCKS:
+    if start is None:
+        x = conv_bn(data, "conv_stem", STEM_CHANNELS, 3, 2, 2)
+        stride = 2
+    else:
+        x = data
+    for b in BLOCKS[first:]:
         inp = x
         if b.expand != 1:
             x = conv_bn(x, f"block{b.index}_expand", b.mid_channels, 1, 1, stride)
@@ -343,6 +364,13 @@ def copy_params(net, params: dict, prefix="") -> list[str]:
             blob.data[...] = arr.reshape(blob.data.shape)
         filled.append(target)
     return filled
+
+
+def copy_trunk_params(net, params: dict) -> list[str]:
+    """Fill every efficientnet trunk of a pose net from converted weights `params` (copy_params): the unprefixed
+    layers (an early-fusion trunk, or the blocks after a correlation fusion) and the siamese src_ branch (whose
+    parameters the tgt_ branch shares). Returns the names of the layers filled."""
+    return [name for prefix in ("", "src_") for name in copy_params(net, params, prefix=prefix)]
 
 
 def read_caffemodel(path) -> dict:

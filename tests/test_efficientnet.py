@@ -538,3 +538,67 @@ def test_imagenet_encoders_missing_weights_name_the_make_target(tmp_path):
         D.depth_pose_net("deploy", pose_encoder="imagenet", depth_encoder="imagenet", norm="batch")
     with pytest.raises(ValueError, match="depth_encoder must be one of"):
         D.depth_pose_net("deploy", depth_encoder="vgg")
+
+
+@pytest.mark.parametrize("size", [(64, 208), (40, 104)])  # 40 x 104: odd sides at strides 8 and 16 (TF 'SAME')
+def test_a_trunk_started_at_block3_continues_the_full_trunk(tmp_path, params, size):
+    """efficientnet_lite0_trunk(start="block3") on the full trunk's block2 output reproduces the full trunk's
+    block7 output exactly (same names, so the same weights fill it; the stride-2 padding and crops follow the
+    image size)."""
+    h, w = size
+    n = caffe.NetSpec()
+    n.src = L.Input(shape=dict(dim=[2, 3, h, w]))
+    n.full = E.efficientnet_lite0_trunk(n, E.preprocess(n, n.src, "src_pre"), cut="block7", input_size=size)
+    full = _net(tmp_path, n)
+    E.copy_params(full, params)
+    m = caffe.NetSpec()
+    c, h4, w4 = E.output_size(h, w, "block2")
+    m.block2 = L.Input(shape=dict(dim=[2, c, h4, w4]))
+    m.rest = E.efficientnet_lite0_trunk(m, m.block2, cut="block7", in_channels=c, input_size=size, start="block3")
+    rest = _net(tmp_path, m)
+    assert "conv_stem" not in rest.params and "block2_dw" not in rest.params
+    assert E.copy_params(rest, params) and "block3_expand" in rest.params
+    full.blobs["src"].data[...] = _images()[0][..., :h, :w]
+    full.forward()
+    block2 = [b for b in full.blobs if b.startswith("block2_add")][0]
+    rest.blobs["block2"].data[...] = full.blobs[block2].data
+    rest.forward()
+    np.testing.assert_allclose(rest.blobs["rest"].data, full.blobs["full"].data, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="reads 24 channels"):
+        E.efficientnet_lite0_trunk(caffe.NetSpec(), m.block2, in_channels=3, start="block3")
+    with pytest.raises(ValueError, match="comes before start"):
+        E.efficientnet_lite0_trunk(caffe.NetSpec(), m.block2, cut="block2", in_channels=24, start="block3")
+
+
+def test_correlation_fused_late_fusion_with_imagenet_weights(tmp_path, params):
+    """pose_net(..., backbone="efficientnet", correlation=2): shared stem..block2 features of both images (stride
+    4), their Correlation beside the redirected target features, fuse_project to 24 channels, then block3..block7;
+    copy_trunk_params fills the siamese branch and the blocks after the fusion from the ImageNet weights; with
+    trunk_lr_mult 0 only the siamese features are frozen."""
+    from pygeometry.nets import pose_net
+
+    def proto(**kw):
+        return pose_net("late_fusion_photometric", "deploy", batch_size=2, height=64, width=208,
+                        backbone="efficientnet", correlation=2, **kw)
+
+    net = _net(tmp_path, proto())
+    filled = E.copy_trunk_params(net, params)
+    assert {"src_conv_stem", "src_block2_project", "block3_expand", "block7_project"} <= set(filled)
+    assert "src_block3_expand" not in net.params and "block2_project" not in net.params
+    np.testing.assert_array_equal(net.params["tgt_block1_dw"][0].data, params["block1_dw"][0])
+    np.testing.assert_array_equal(net.params["block5_dw"][0].data, params["block5_dw"][0])
+    a, b = _images()
+    net.blobs["src"].data[...] = a
+    net.blobs["tgt"].data[...] = b
+    net.forward()
+    assert net.blobs["cost"].data.shape == (2, 25, 8, 26)  # the trunk sees 32 x 104; block2 is at stride 4
+    assert net.blobs["fuse_project"].data.shape == (2, 24, 8, 26)
+    assert net.blobs["xi"].data.shape == (2, 6) and np.all(np.isfinite(net.blobs["xi"].data))
+
+    def lr_mults(spec):
+        return {layer.name: [p.lr_mult for p in layer.param] for layer in spec.to_proto().layer if layer.param}
+
+    frozen = lr_mults(proto(trunk_lr_mult=0.0))
+    assert frozen["src_conv_stem"] == [0.0] and frozen["tgt_block2_project"] == [0.0]
+    assert frozen["conv_redir"] == [1.0, 2.0] and frozen["fuse_project"] == [1.0, 2.0]
+    assert frozen["block3_expand"] == [1.0] and frozen["block7_project_scale"] == [1.0, 1.0]
