@@ -191,26 +191,54 @@ def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_
 CORRELATION_REDIRECT = 32  # channels of the target's conv1 features kept beside the cost volume (FlowNetC's redir)
 
 
-def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm):
-    """Siamese AlexNet conv1 (+ norm1; shared weights, padded to exactly 1/4 of the input), the Correlation of the
-    target's features with the source's (a (2m + 1)^2-channel cost volume) beside a 1 x 1 projection of the
-    target's (conv_redir), then AlexNet from pool1 on (conv2 ungrouped) up to `cut`: the two images meet where
-    their features still have the layout the motion moves, rather than after conv5."""
+# The efficientnet trunk's correlation fusion: the siamese features end at block2 (24 channels at stride 4, where
+# AlexNet's conv1 is), and the trunk continues from block3 on the fused cost volume.
+EFFICIENTNET_CORRELATION_CUT = "block2"
+
+
+def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm, backbone="alexnet", input_size=None):
+    """Siamese features of each image at stride 4 (shared weights; learning-rate multiplier lr_mult, so 0 freezes
+    them), the Correlation of the target's features with the source's (a (2m + 1)^2-channel cost volume) beside a
+    1 x 1 projection of the target's (conv_redir, FlowNetC's redirection), then the rest of the trunk up to `cut`
+    on the fused volume (always learning): the two images meet where their features still have the layout the
+    motion moves, rather than at the trunk's end.
+
+    alexnet: conv1 (+ norm1; padded to exactly 1/4 of the input), then AlexNet from pool1 on (conv2 ungrouped).
+    efficientnet: EfficientNet-Lite0 up to block2 (EFFICIENTNET_CORRELATION_CUT), a 1 x 1 convolution of the fused
+    volume to block3's 24 input channels (fuse_project), then the trunk from block3 on with its own layer names, so
+    that converted ImageNet weights fill the siamese features (src_ prefix) and the blocks after the fusion alike.
+    """
     from caffe import layers as L
 
     from .models import alexnet_trunk
 
-    conv1 = {k: alexnet_trunk(n, image, prefix=f"{k}_", share=True, lr_mult=lr_mult, stop="norm1", conv1_pad=5,
-                              norm=norm, fc=False) for k, image in (("src", src), ("tgt", tgt))}
-    n.cost = G.correlation(conv1["tgt"], conv1["src"], max_displacement=max_displacement)
-    n.conv_redir = L.Convolution(conv1["tgt"], kernel_size=1, num_output=CORRELATION_REDIRECT,
-                                 param=[dict(lr_mult=lr_mult, decay_mult=1), dict(lr_mult=2 * lr_mult, decay_mult=0)],
+    if backbone == "alexnet":
+        features = {k: alexnet_trunk(n, image, prefix=f"{k}_", share=True, lr_mult=lr_mult, stop="norm1",
+                                     conv1_pad=5, norm=norm, fc=False) for k, image in (("src", src), ("tgt", tgt))}
+    else:
+        from . import efficientnet as E
+
+        if norm != "lrn":
+            raise ValueError("norm applies to the alexnet backbone only")
+        features = {k: E.efficientnet_lite0_trunk(n, image, prefix=f"{k}_", share=True, lr_mult=lr_mult,
+                                                  cut=EFFICIENTNET_CORRELATION_CUT, input_size=input_size)
+                    for k, image in (("src", src), ("tgt", tgt))}
+    n.cost = G.correlation(features["tgt"], features["src"], max_displacement=max_displacement)
+    learn = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
+    n.conv_redir = L.Convolution(features["tgt"], kernel_size=1, num_output=CORRELATION_REDIRECT, param=learn,
                                  weight_filler=dict(type="msra"), bias_filler=dict(type="constant", value=0))
     n.relu_redir = L.ReLU(n.conv_redir, in_place=True)
     n.fused = L.Concat(n.cost, n.relu_redir, axis=1)
     channels = (2 * max_displacement + 1) ** 2 + CORRELATION_REDIRECT
-    return alexnet_trunk(n, n.fused, lr_mult=lr_mult, start="pool1", in_channels=channels, conv2_group=1,
-                         cut=cut or "conv5", fc=False, norm=norm)
+    if backbone == "alexnet":
+        return alexnet_trunk(n, n.fused, lr_mult=1.0, start="pool1", in_channels=channels, conv2_group=1,
+                             cut=cut or "conv5", fc=False, norm=norm)
+    start = f"block{int(EFFICIENTNET_CORRELATION_CUT[len('block'):]) + 1}"
+    width = E.BLOCKS[int(start[len("block"):])].in_channels
+    n.fuse_project = L.Convolution(n.fused, kernel_size=1, num_output=width, param=learn,
+                                   weight_filler=dict(type="msra"), bias_filler=dict(type="constant", value=0))
+    return E.efficientnet_lite0_trunk(n, n.fuse_project, cut=cut or E.DEFAULT_CUT, lr_mult=1.0, in_channels=width,
+                                      input_size=input_size, start=start)
 
 
 PAIR_INPUTS = ("stack", "difference", "correlation")
@@ -253,7 +281,7 @@ def _trunk_features(n, kind, src, tgt, fc, lr_mult, cut=None, backbone="alexnet"
     L, P = _layers()
     common = dict(fc=fc, lr_mult=lr_mult, cut=cut, input_size=input_size, norm=norm, conv1_pad=conv1_pad)
     if correlation:
-        return _correlation_features(n, src, tgt, correlation, lr_mult, cut, norm)
+        return _correlation_features(n, src, tgt, correlation, lr_mult, cut, norm, backbone, input_size)
     if kind == "early" and pair_input == "difference":
         # the same 6 numbers per pixel, linearly re-mixed: source, then target minus source (the temporal
         # difference, which brightness constancy ties to the motion: tgt - src ~ -grad(I) . flow)
@@ -317,9 +345,11 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
             likely, so the mean pose no longer gives the direction of travel). Seeded by mirror_seed + 2. The
             photometric nets then warp the target into the source with the source's depth: their training split
             must carry src_depth (make_dataset.py --src-depth).
-        correlation: m > 0 fuses the late-fusion nets (supervised_pose, late_fusion_photometric; AlexNet) by a
-            Correlation of the two images' conv1 features (displacements up to m conv1 cells) instead of
-            concatenating their conv5 features (see _correlation_features); 0: no.
+        correlation: m > 0 fuses the late-fusion nets (supervised_pose, late_fusion_photometric) by a Correlation
+            of the two images' stride-4 features (AlexNet's conv1, EfficientNet's block2; displacements up to m
+            cells) instead of concatenating the trunk's last features (see _correlation_features); 0: no. The
+            trunk's learning-rate multiplier then applies to the siamese features only (0 freezes them; the
+            fusion and the layers after it learn).
         depth_input: a diagnostic oracle for the early-fusion AlexNet nets: the target's true inverse depth, block-
             averaged like the images and scaled to their range (DEPTH_INPUT_SCALE / (depth + 0.1 m) - DEPTH_INPUT_SHIFT),
             is a 7th input channel, so the net knows the scene's scale and has only the motion to read. The deploy
@@ -348,9 +378,8 @@ def pose_net(name, phase, source=None, batch_size=8, height=64, width=208, fc=Fa
     import caffe
 
     n = caffe.NetSpec()
-    if correlation and (name in EARLY_FUSION or backbone != "alexnet" or fc):
-        raise ValueError(f"correlation fuses the late-fusion AlexNet nets (no fc), not {name!r} with backbone "
-                         f"{backbone!r}{' and fc' if fc else ''}")
+    if correlation and (name in EARLY_FUSION or fc):
+        raise ValueError(f"correlation fuses the late-fusion nets (no fc), not {name!r}{' with fc' if fc else ''}")
     if pair_input not in PAIR_INPUTS or (pair_input != "stack" and name not in EARLY_FUSION):
         raise ValueError(f"pair_input must be one of {PAIR_INPUTS} (not 'stack' only for the early-fusion nets "
                          f"{EARLY_FUSION}), got {pair_input!r} for {name!r}")

@@ -38,7 +38,7 @@ from pygeometry.data.hdf5 import KEYS, SRC_DEPTH_KEYS, SplitError, validate_spli
 from pygeometry.evaluation import (METRICS, baseline_predictions, load_split, pose_errors,  # noqa: E402
                                    pose_metrics, summarize)
 from pygeometry.data.hdf5 import split_files  # noqa: E402
-from pygeometry.nets import EARLY_FUSION, NETWORKS, SUPERVISED, annotate_prototxt, pose_net, solver_text  # noqa: E402
+from pygeometry.nets import NETWORKS, SUPERVISED, annotate_prototxt, pose_net, solver_text  # noqa: E402
 from pygeometry.files import atomic_output, write_atomic  # noqa: E402
 from pygeometry.inference import load_net, predict  # noqa: E402
 from pygeometry.progress import progress_bar  # noqa: E402
@@ -78,8 +78,10 @@ def parse_args(argv=None):
                         "the photometric nets need pairs with the source's depth, make_dataset.py --src-depth; "
                         "default 0)")
     p.add_argument("--correlation", type=int, default=None, metavar="M",
-                   help="late-fusion nets: fuse the two images by a Correlation of their conv1 features (displacements "
-                        "up to M cells) instead of concatenating conv5 features (default 0: no)")
+                   help="late-fusion nets: fuse the two images by a Correlation of their stride-4 features (AlexNet's "
+                        "conv1, EfficientNet's block2; displacements up to M cells) instead of concatenating the "
+                        "trunk's last features; --trunk-lr-mult then applies to the features before the "
+                        "correlation only (default 0: no)")
     p.add_argument("--pair-input", choices=("stack", "difference", "correlation"), default=None,
                    help="early fusion: stack source and target (default), source and target - source (the temporal "
                         "difference; the same 6 numbers per pixel, re-mixed), or source, target and their "
@@ -301,8 +303,7 @@ def main(argv=None):
             # early-fusion stem gets the 3-channel kernel copied to both halves and halved.
             from pygeometry import efficientnet as E
 
-            prefix = "" if args.network in EARLY_FUSION else "src_"
-            filled = E.copy_params(solver.net, E.read_caffemodel(args.weights), prefix=prefix)
+            filled = E.copy_trunk_params(solver.net, E.read_caffemodel(args.weights))
             if not filled:
                 sys.exit(f"{args.weights}: no layer matches the {args.network} net's efficientnet trunk")
             log(f"initialised {len(filled)} layers from {args.weights}")

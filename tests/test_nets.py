@@ -366,7 +366,7 @@ def test_correlation_fused_late_nets(tmp_path, tiny_split, name):
     deploy = _net(tmp_path, pose_net(name, "deploy", batch_size=2, height=48, width=80, correlation=2), caffe.TEST)
     deploy.forward()
     assert deploy.blobs["xi"].data.shape == (2, 6)
-    with pytest.raises(ValueError, match="correlation fuses the late-fusion AlexNet nets"):
+    with pytest.raises(ValueError, match="correlation fuses the late-fusion nets"):
         pose_net("early_fusion_photometric", "train", source="x", correlation=2)
 
 
