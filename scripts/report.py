@@ -13,6 +13,11 @@ converted by scripts/convert_efficientnet_lite0.py, run here when models/ lacks 
     early_alexnet         early fusion with make train's AlexNet conv1..conv5 trunk, random init (the reference)
     late_alexnet_correlation  late fusion with make train's AlexNet, random init, the siamese conv1 features fused
                           by a Correlation (train.py --correlation 2; the late fusion that learns, issue 16)
+    late_imagenet_correlation  late fusion, ImageNet init, fine-tuned, the siamese block2 features (stride 4)
+                          fused by a Correlation (train.py --correlation 2), then block3..block7 (ImageNet init too)
+    late_random_correlation    the same, random init
+    late_imagenet_correlation_frozen  the same, the ImageNet features before the correlation frozen (the fusion,
+                          block3..block7 and the head learn): can ImageNet features be matched into a pose?
 each with --seeds seeds (Caffe's seed: head/trunk initialisation and data order). Every run is a
 scripts/train.py run in <runs>/<experiment>/seed<k>/ with --resume auto, so an interrupted report resumes, and
 a finished run (result.json, and run.json with the same settings) is reused, not retrained.
@@ -69,6 +74,12 @@ EXPERIMENTS = (
                label="early fusion, AlexNet conv1-5, random init (make train's net)"),
     Experiment("late_alexnet_correlation", "late_fusion_photometric", False, backbone="alexnet",
                options=("--correlation", "2"), label="late fusion, AlexNet, conv1 features correlated, random init"),
+    Experiment("late_imagenet_correlation", "late_fusion_photometric", True, options=("--correlation", "2"),
+               label="late fusion by correlation, ImageNet, fine-tuned"),
+    Experiment("late_random_correlation", "late_fusion_photometric", False, options=("--correlation", "2"),
+               label="late fusion by correlation, random init"),
+    Experiment("late_imagenet_correlation_frozen", "late_fusion_photometric", True, frozen=True,
+               options=("--correlation", "2"), label="late fusion by correlation, ImageNet features frozen"),
 )
 BY_NAME = {e.name: e for e in EXPERIMENTS}
 

@@ -123,7 +123,14 @@ def report_markdown(args, experiments, seeds, stats, med, baselines, eval_best, 
              ("early_random", "late_random", "random init, early vs late fusion"),
              ("late_imagenet", "supervised", "late fusion ImageNet, photometric vs supervised"),
              ("early_alexnet", "late_alexnet_correlation", "AlexNet, random init, early fusion vs late fusion by "
-              "correlation")]
+              "correlation"),
+             ("late_imagenet_correlation", "late_random_correlation",
+              "late fusion by correlation, ImageNet vs random init"),
+             ("late_imagenet_correlation_frozen", "late_imagenet_correlation",
+              "late fusion by correlation, frozen ImageNet features vs fine-tuned"),
+             ("late_imagenet_correlation_frozen", "late_random_correlation",
+              "late fusion by correlation, frozen ImageNet features vs random init trained"),
+             ("late_imagenet_correlation", "late_imagenet", "late fusion ImageNet, by correlation vs concatenated")]
     for a, b, what in pairs:
         if a in names and b in names:
             for m, unit in (("rotation_deg", "deg"), ("translation_m", "m")):
