@@ -184,6 +184,10 @@ def parse_args(argv=None):
     p.add_argument("--results", type=Path, default=REPO / "results", help="where DIAGNOSIS.md goes")
     p.add_argument("--readme", action="store_true", help="also replace README.md's generated diagnosis block")
     p.add_argument("--no-train", action="store_true", help="only report the runs that are finished")
+    p.add_argument("--keep-recorded", action="store_true",
+                   help="configurations without finished run folders here keep their entry of <results>/"
+                        "diagnosis.json (run folders are not in git: a fresh clone re-runs only what changed); the "
+                        "report names them")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -215,7 +219,11 @@ def train_missing(args):
 
 
 def collect(args) -> dict:
-    """{config: {"seeds": [...], split: {method: {metric: [per-seed mean]}}, "seconds": [...]}} of finished runs."""
+    """{config: {"seeds": [...], split: {method: {metric: [per-seed mean]}}, "seconds": [...]}} of finished runs;
+    with args.keep_recorded, a configuration none of whose seeds finished here keeps its entry of
+    <results>/diagnosis.json, marked "recorded": true."""
+    recorded_file = args.results / "diagnosis.json"
+    recorded = json.loads(recorded_file.read_text()) if args.keep_recorded and recorded_file.exists() else {}
     out = {}
     for name in CONFIGS:
         rows = []
@@ -228,6 +236,8 @@ def collect(args) -> dict:
             if done:
                 rows.append((s, json.loads((folder / "result.json").read_text()), folder))
         if len(rows) < len(seeds_of(args, name)):
+            if not rows and name in recorded:
+                out[name] = {**recorded[name], "recorded": True}
             continue
         entry = {"seeds": [s for s, _, _ in rows], "label": CONFIGS[name].label}
         for split in ("test", "train"):
@@ -255,8 +265,13 @@ def markdown(results: dict, args) -> str:
     own = "; ".join(f"{n} seeds {' '.join(map(str, CONFIGS[n].seeds))}" for n in results if CONFIGS[n].seeds)
     lines = [f"Made by `scripts/diagnose.py --seeds {seeds}` ({own + '; ' if own else ''}"
              "means over seeds of each run's mean over pairs; "
-             "test: the 200 test pairs of the configuration's dataset, train: its first 200 training pairs).", "",
-             "| configuration | test translation m | test rotation deg | test direction deg | test scale-aligned m "
+             "test: the 200 test pairs of the configuration's dataset, train: its first 200 training pairs).", ""]
+    kept = [n for n, e in results.items() if e.get("recorded")]
+    if kept:
+        lines += [f"Kept from the previous results/diagnosis.json (`--keep-recorded`; their run folders were not on the "
+                  f"machine that wrote this): {', '.join(f'`{n}`' for n in kept)}; the others were trained or "
+                  "re-read here.", ""]
+    lines += ["| configuration | test translation m | test rotation deg | test direction deg | test scale-aligned m "
              "| train translation m | train rotation deg | training s |", "|---|---|---|---|---|---|---|---|"]
     for name, e in results.items():
         t, tr = e["test"]["network"], e["train"]["network"]

@@ -67,6 +67,30 @@ def test_report_from_finished_runs(tmp_path):
     assert saved["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
 
 
+def test_keep_recorded_reuses_the_previous_entries_of_configurations_not_run_here(tmp_path):
+    """Run folders are not in git: with --keep-recorded, a configuration none of whose seeds finished here keeps its
+    entry of the previous diagnosis.json (named in the report); one with finished runs here is re-read from them."""
+    args = diagnose.parse_args(["--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+                                "--data-root", str(tmp_path / "data"), "--seeds", "1", "2", "--keep-recorded"])
+    for seed, scale in ((1, 0.20), (2, 0.22)):
+        _fake_run(args, "reference", seed, scale, 0.05)
+    old = {"seeds": [1, 2], "label": "old", "seconds": [90.0, 95.0],
+           "test": {m: {k: [v["mean"]] * 2 for k, v in row.items()} for m, row in _table(0.1).items()},
+           "train": {m: {k: [v["mean"]] * 2 for k, v in row.items()} for m, row in _table(0.1).items()}}
+    args.results.mkdir()
+    (args.results / "diagnosis.json").write_text(json.dumps({"batchnorm": old, "reference": {**old, "label": "x"}}))
+    found = diagnose.collect(args)
+    assert found["batchnorm"]["recorded"] and found["batchnorm"]["test"]["network"]["translation_m"] == [0.1, 0.1]
+    assert "recorded" not in found["reference"]  # finished here: read from its runs, not the record
+    assert found["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
+    text = diagnose.markdown(found, args)
+    assert "Kept from the previous results/diagnosis.json (`--keep-recorded`; their run folders were not on the " \
+           "machine that wrote this): `batchnorm`;" in text
+    assert "translation: 0.1 vs 0.21 m (-52%), **lower**" in text
+    args.keep_recorded = False
+    assert set(diagnose.collect(args)) == {"reference"}
+
+
 def test_a_folder_with_other_settings_is_refused(tmp_path):
     args = diagnose.parse_args(["--runs", str(tmp_path / "runs"), "--data-root", str(tmp_path / "data")])
     folder = args.runs / "reference" / "seed1"
