@@ -122,12 +122,20 @@ def train_one(args, exp, seed) -> float:
     return seconds
 
 
+def ensure_weights(weights: Path) -> None:
+    """The converted ImageNet EfficientNet-Lite0 at `weights`: converted (scripts/convert_efficientnet_lite0.py) when
+    it is the default WEIGHTS and missing; a ReportError naming any other missing file."""
+    if weights.exists():
+        return
+    if weights != WEIGHTS:
+        raise ReportError(f"--weights {weights} does not exist")
+    print(f"{WEIGHTS} is missing: converting EfficientNet-Lite0 (scripts/convert_efficientnet_lite0.py)")
+    subprocess.check_call([PY, str(REPO / "scripts" / "convert_efficientnet_lite0.py"), "--install-torch"])
+
+
 def train_all(args, experiments, seeds) -> dict:
-    if any(e.imagenet for e in experiments) and not args.weights.exists():
-        if args.weights != WEIGHTS:
-            raise ReportError(f"--weights {args.weights} does not exist")
-        print(f"{WEIGHTS} is missing: converting EfficientNet-Lite0 (scripts/convert_efficientnet_lite0.py)")
-        subprocess.check_call([PY, str(REPO / "scripts" / "convert_efficientnet_lite0.py"), "--install-torch"])
+    if any(e.imagenet for e in experiments):
+        ensure_weights(args.weights)
     handheld = getattr(args, "handheld", None)
     if handheld and not (handheld / "test.txt").exists():
         print(f"{handheld} has no dataset: rendering the handheld (6-DoF) one (scripts/make_dataset.py)")
