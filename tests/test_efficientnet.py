@@ -572,7 +572,8 @@ def test_a_trunk_started_at_block3_continues_the_full_trunk(tmp_path, params, si
 
 def test_correlation_fused_late_fusion_with_imagenet_weights(tmp_path, params):
     """pose_net(..., backbone="efficientnet", correlation=2): shared stem..block2 features of both images (stride
-    4), their Correlation beside the redirected target features, fuse_project to 24 channels, then block3..block7;
+    4), their Correlation beside the redirected target features, normalised per channel (MVN), fuse_project to 24
+    channels, then block3..block7;
     copy_trunk_params fills the siamese branch and the blocks after the fusion from the ImageNet weights; with
     trunk_lr_mult 0 only the siamese features are frozen."""
     from pygeometry.nets import pose_net
@@ -593,6 +594,13 @@ def test_correlation_fused_late_fusion_with_imagenet_weights(tmp_path, params):
     net.forward()
     assert net.blobs["cost"].data.shape == (2, 25, 8, 26)  # the trunk sees 32 x 104; block2 is at stride 4
     assert net.blobs["fuse_project"].data.shape == (2, 24, 8, 26)
+    # the fused volume (ImageNet features' correlation: values ~28) is normalised per channel and image before
+    # fuse_project (without it seeds diverged in the first iterations)
+    fused = net.blobs["fused_mvn"].data.reshape(2, 57, -1)
+    assert np.abs(net.blobs["fused"].data).mean() > 5
+    np.testing.assert_allclose(fused.mean(axis=2), 0, atol=1e-4)
+    live = net.blobs["fused"].data.reshape(2, 57, -1).std(axis=2) > 1e-3  # a dead ReLU channel stays 0
+    np.testing.assert_allclose(fused.std(axis=2)[live], 1, atol=1e-2)
     assert net.blobs["xi"].data.shape == (2, 6) and np.all(np.isfinite(net.blobs["xi"].data))
 
     def lr_mults(spec):
