@@ -279,7 +279,8 @@ def mean(values) -> float:
 def markdown(results: dict, args) -> str:
     seeds = " ".join(map(str, args.seeds))
     own = "; ".join(f"{n} seeds {' '.join(map(str, CONFIGS[n].seeds))}" for n in results if CONFIGS[n].seeds)
-    lines = [f"Made by `scripts/diagnose.py --seeds {seeds}` ({own + '; ' if own else ''}"
+    flags = " --keep-recorded" if getattr(args, "keep_recorded", False) else ""
+    lines = [f"Made by `scripts/diagnose.py --seeds {seeds}{flags}` ({own + '; ' if own else ''}"
              "means over seeds of each run's mean over pairs; "
              "test: the 200 test pairs of the configuration's dataset, train: its first 200 training pairs).", ""]
     kept = [n for n, e in results.items() if e.get("recorded")]

@@ -84,6 +84,7 @@ def test_keep_recorded_reuses_the_previous_entries_of_configurations_not_run_her
     assert "recorded" not in found["reference"]  # finished here: read from its runs, not the record
     assert found["reference"]["test"]["network"]["translation_m"] == [0.20, 0.22]
     text = diagnose.markdown(found, args)
+    assert "--keep-recorded` (" in text
     assert "Kept from the previous results/diagnosis.json (`--keep-recorded`; their run folders were not on the " \
            "machine that wrote this): `batchnorm`;" in text
     assert "translation: 0.1 vs 0.21 m (-52%), **lower**" in text
