@@ -133,7 +133,7 @@ CONFIGS = {
     "imagenet_correlation": Config("late fusion by a Correlation of EfficientNet-Lite0's block2 features with ImageNet "
                                    "weights (the report's late_imagenet_correlation, fine-tuned) with make train's "
                                    "recipe", (*IMAGENET_CORRELATION, "--mirror", "0.5", "--colour", "0.2"),
-                                   network="late_fusion_photometric", iters=8000, seeds=(1, 2)),
+                                   network="late_fusion_photometric", iters=8000, seeds=(1, 2, 3)),
     "supervised_imagenet_correlation": Config("imagenet_correlation's net regressing the ground-truth pose "
                                               "(EuclideanLoss), 3000 iterations as supervised_early",
                                               IMAGENET_CORRELATION, network="supervised_pose"),
