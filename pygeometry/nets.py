@@ -173,6 +173,14 @@ def check_image_size(height: int, width: int, downsample: int = 1, scales=()) ->
             f"nearest valid sizes: {', '.join(nearest)}.")
 
 
+def _check_alexnet_options(fc=False, norm="lrn", conv1_pad=0):
+    """A ValueError naming the AlexNet-only options (fc, norm, conv1_pad) set for another backbone."""
+    if fc or norm != "lrn":
+        raise ValueError("fc and norm apply to the alexnet backbone only")
+    if conv1_pad:
+        raise ValueError("conv1_pad applies to the alexnet backbone only")
+
+
 def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_channels=3, cut=None,
            input_size=None, norm="lrn", conv1_pad=0):
     if backbone == "alexnet":
@@ -180,10 +188,7 @@ def _trunk(n, backbone, data, prefix="", share=False, fc=False, lr_mult=1.0, in_
                              cut=cut or ("pool5" if fc else "conv5"), norm=norm, conv1_pad=conv1_pad)
     from . import efficientnet as E
 
-    if fc or norm != "lrn":
-        raise ValueError("fc and norm apply to the alexnet backbone only")
-    if conv1_pad:
-        raise ValueError("conv1_pad applies to the alexnet backbone only")
+    _check_alexnet_options(fc, norm, conv1_pad)
     return E.efficientnet_lite0_trunk(n, data, prefix=prefix, share=share, cut=cut or E.DEFAULT_CUT,
                                       lr_mult=lr_mult, in_channels=in_channels, input_size=input_size)
 
@@ -205,8 +210,9 @@ def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm, bac
 
     alexnet: conv1 (+ norm1; padded to exactly 1/4 of the input), then AlexNet from pool1 on (conv2 ungrouped).
     efficientnet: EfficientNet-Lite0 up to block2 (EFFICIENTNET_CORRELATION_CUT), the fused volume normalised per
-    channel over the image (MVN), a 1 x 1 convolution to block3's 24 input channels (fuse_project), then the trunk from block3 on with its own layer names, so
-    that converted ImageNet weights fill the siamese features (src_ prefix) and the blocks after the fusion alike.
+    channel over the image (MVN), a 1 x 1 convolution to block3's 24 input channels (fuse_project), then the trunk
+    from block3 on with its own layer names, so that converted ImageNet weights fill the siamese features (src_
+    prefix) and the blocks after the fusion alike. norm (an AlexNet option) is refused there.
     """
     from caffe import layers as L
 
@@ -218,8 +224,7 @@ def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm, bac
     else:
         from . import efficientnet as E
 
-        if norm != "lrn":
-            raise ValueError("norm applies to the alexnet backbone only")
+        _check_alexnet_options(norm=norm)
         features = {k: E.efficientnet_lite0_trunk(n, image, prefix=f"{k}_", share=True, lr_mult=lr_mult,
                                                   cut=EFFICIENTNET_CORRELATION_CUT, input_size=input_size)
                     for k, image in (("src", src), ("tgt", tgt))}
@@ -233,8 +238,8 @@ def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm, bac
     if backbone == "alexnet":
         return alexnet_trunk(n, n.fused, lr_mult=1.0, start="pool1", in_channels=channels, conv2_group=1,
                              cut=cut or "conv5", fc=False, norm=norm)
-    start = f"block{int(EFFICIENTNET_CORRELATION_CUT[len('block'):]) + 1}"
-    width = E.BLOCKS[int(start[len("block"):])].in_channels
+    first = int(EFFICIENTNET_CORRELATION_CUT[len("block"):]) + 1  # the first block after the fusion
+    width = E.BLOCKS[first].in_channels
     # ImageNet block2 features are large (std ~9), their correlation larger (~28, mostly a common offset): every
     # fused channel is normalised to zero mean and unit spread over the image (MVN) before the projection; without
     # it 1 of 3 frozen and 1 of 2 mirrored seeds diverged in the first 100-250 iterations (pose out of view).
@@ -242,7 +247,7 @@ def _correlation_features(n, src, tgt, max_displacement, lr_mult, cut, norm, bac
     n.fuse_project = L.Convolution(n.fused_mvn, kernel_size=1, num_output=width, param=learn,
                                    weight_filler=dict(type="msra"), bias_filler=dict(type="constant", value=0))
     return E.efficientnet_lite0_trunk(n, n.fuse_project, cut=cut or E.DEFAULT_CUT, lr_mult=1.0, in_channels=width,
-                                      input_size=input_size, start=start)
+                                      input_size=input_size, start=f"block{first}")
 
 
 PAIR_INPUTS = ("stack", "difference", "correlation")

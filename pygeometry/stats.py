@@ -127,8 +127,9 @@ def conclusions(stats: Mapping[str, Mapping[str, SeedStats]], names: Sequence[st
 
     Returns:
         Markdown list items: ImageNet vs random initialisation per fusion (where both ran), frozen vs fine-tuned
-        features (and frozen vs random, by correlation), the photometric experiments whose rotation error beats the better baseline in every seed, the
-        experiments whose translation error does, and the ranking by mean rotation error (lowest first).
+        features (and frozen vs random, by correlation), the photometric experiments whose rotation error beats the
+        better baseline in every seed, the experiments whose translation error does, and the ranking by mean rotation
+        error (lowest first).
     """
     present = set(names)
     photometric = set(photometric)
@@ -136,10 +137,9 @@ def conclusions(stats: Mapping[str, Mapping[str, SeedStats]], names: Sequence[st
     relation = {-1: "lower", 1: "higher", 0: "no different"}
     rotation, translation = stats["rotation_deg"], stats["translation_m"]
     out = []
-    for fusion, what in (("late", "Late fusion"), ("early", "Early fusion"),
-                         ("late_correlation", "Late fusion by correlation")):
-        kind, _, suffix = fusion.partition("_")
-        a, b = f"{kind}_imagenet" + (f"_{suffix}" if suffix else ""), f"{kind}_random" + (f"_{suffix}" if suffix else "")
+    for a, b, what in (("late_imagenet", "late_random", "Late fusion"),
+                       ("early_imagenet", "early_random", "Early fusion"),
+                       ("late_imagenet_correlation", "late_random_correlation", "Late fusion by correlation")):
         if a in present and b in present:
             r, t = significant(rotation, a, b), significant(translation, a, b)
             out.append(f"- {what}: ImageNet initialisation {effect[r]} the rotation error and "

@@ -606,6 +606,8 @@ def test_correlation_fused_late_fusion_with_imagenet_weights(tmp_path, params):
     def lr_mults(spec):
         return {layer.name: [p.lr_mult for p in layer.param] for layer in spec.to_proto().layer if layer.param}
 
+    with pytest.raises(ValueError, match="fc and norm apply to the alexnet backbone only"):
+        proto(norm="batch")
     frozen = lr_mults(proto(trunk_lr_mult=0.0))
     assert frozen["src_conv_stem"] == [0.0] and frozen["tgt_block2_project"] == [0.0]
     assert frozen["conv_redir"] == [1.0, 2.0] and frozen["fuse_project"] == [1.0, 2.0]
